@@ -1,0 +1,28 @@
+"""uner-toolkit inference side: run UniNER models through one extraction interface.
+
+>>> from runtimes import load
+>>> with load("out/UniNER-7B-type.Q4_K_M.gguf") as ner:  # doctest: +SKIP
+...     ner.extract("Barack Obama visited Paris.", ["person", "location"])
+"""
+
+from runtimes.base import Extraction, Extractor, GenerativeExtractor
+from runtimes.entity import Entity
+from runtimes.errors import BackendUnavailable, InputError, ModelNotFound, UnerError
+from runtimes.loading import BACKENDS, detect_backend, load
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "Entity",
+    "Extraction",
+    "Extractor",
+    "GenerativeExtractor",
+    "InputError",
+    "ModelNotFound",
+    "UnerError",
+    "__version__",
+    "detect_backend",
+    "load",
+]

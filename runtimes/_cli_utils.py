@@ -1,0 +1,72 @@
+"""Shared CLI plumbing for ``uner`` and ``uner-export``: option aliases and error reporting."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from runtimes.errors import UnerError
+
+
+class BackendChoice(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    llamacpp = "llamacpp"
+
+
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results: no progress bars or logs.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite existing output files.")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", min=1, help="CPU threads (default: all cores).", show_default=False)
+]
+ModelOpt = Annotated[
+    Path, typer.Option("--model", "-m", help="A .gguf file or a Hugging Face model folder.", show_default=False)
+]
+BackendOpt = Annotated[BackendChoice, typer.Option("--backend", help="Backend to run the model with.")]
+
+
+def typer_factory(help: str) -> typer.Typer:
+    """Every app gets the same look: no shell-completion noise, -h as well as --help."""
+    return typer.Typer(
+        help=help,
+        add_completion=False,
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        pretty_exceptions_enable=False,
+    )
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr)
+
+
+def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
+    """Run ``app`` and exit: a :class:`UnerError` becomes ``Error: ...`` on stderr and exit 1,
+    a usage error exit 2. ``UNER_DEBUG=1`` re-raises so the traceback is shown.
+    """
+    try:
+        app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        print("Error: aborted", file=sys.stderr)
+        sys.exit(1)
+    except UnerError as exc:
+        if os.environ.get("UNER_DEBUG") == "1":
+            raise
+        print(f"Error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("Error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(0)

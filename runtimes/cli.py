@@ -1,0 +1,89 @@
+"""``uner``: run UniNER models offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from runtimes._cli_utils import BackendOpt, BackendChoice, ModelOpt, QuietOpt, ThreadsOpt, run_app, setup_logging, typer_factory
+from runtimes.base import DEFAULT_MAX_NEW_TOKENS, Extraction
+from runtimes.errors import InputError
+from runtimes.inputs import read_texts, split_labels
+from runtimes.loading import detect_backend, load
+
+EXTRACT_EXAMPLES = """
+Examples:
+  uner extract -m out/UniNER-7B-type.Q4_K_M.gguf -l person,location -t "Barack Obama visited Paris."
+  uner extract -m out/UniNER-7B-type.Q4_K_M.gguf -l person --input texts.txt --json --raw
+"""
+
+app = typer_factory("Run UniNER models offline: extract entities of any type from text.")
+
+
+def _backend_options(backend: str, threads: int | None, max_new_tokens: int) -> dict:
+    options: dict = {"max_new_tokens": max_new_tokens}
+    if backend == "llamacpp" and threads:
+        options["n_threads"] = threads
+    return options
+
+
+def _print_plain(extraction: Extraction, show_raw: bool) -> None:
+    typer.echo(extraction.text)
+    for entity in extraction.entities:
+        typer.echo(f"  {entity.label}\t{entity.text}\t[{entity.start}:{entity.end}]")
+    if not extraction.entities:
+        typer.echo("  (no entities)")
+    if show_raw:
+        for label, raw in extraction.raw.items():
+            typer.echo(f"  raw {label}: {raw}")
+
+
+@app.command(epilog=EXTRACT_EXAMPLES)
+def extract(
+    model: ModelOpt,
+    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated entity types.", show_default=False)] = "",
+    text: Annotated[list[str] | None, typer.Option("--text", "-t", help="A text to read (repeatable).", show_default=False)] = None,
+    input: Annotated[
+        Path | None,
+        typer.Option("--input", "-i", help="File of texts: one per line, or .jsonl with a 'text' field; '-' for stdin.", show_default=False),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Also show the model's unparsed answer per label.")] = False,
+    backend: BackendOpt = BackendChoice.auto,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Extract entities of the given types from texts."""
+    setup_logging(quiet)
+    label_list = split_labels(labels)
+    texts = list(text or []) + (read_texts(input) if input is not None else [])
+    if not texts:
+        raise InputError("expected a text (--text) or an input file (--input), got neither")
+    name = detect_backend(model) if backend == BackendChoice.auto else backend.value
+    with load(model, backend=name, **_backend_options(name, threads, max_new_tokens)) as ner:
+        for item in texts:
+            extraction = ner.run(item, label_list)
+            if as_json:
+                typer.echo(json.dumps(extraction.to_dict(include_raw=raw), ensure_ascii=False))
+            else:
+                _print_plain(extraction, raw)
+
+
+@app.command()
+def version() -> None:
+    """Print the toolkit version."""
+    from runtimes import __version__
+
+    typer.echo(__version__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_app(app, argv)
+
+
+if __name__ == "__main__":
+    main()

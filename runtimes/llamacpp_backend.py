@@ -1,0 +1,105 @@
+"""The llama.cpp backend (llama-cpp-python): runs GGUF files, quantized or not, without torch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from runtimes.base import DEFAULT_MAX_NEW_TOKENS, GenerativeExtractor
+from runtimes.errors import BackendUnavailable, ModelNotFound
+
+GGUF_MAGIC = b"GGUF"
+DEFAULT_CONTEXT = 4096
+
+
+def is_gguf(path: str | Path) -> bool:
+    """True when ``path`` is a file starting with the GGUF magic."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with path.open("rb") as handle:
+        return handle.read(4) == GGUF_MAGIC
+
+
+class LlamaCppExtractor(GenerativeExtractor):
+    """UniNER on llama.cpp, greedy decoding over the raw logits.
+
+    Args:
+        path: a ``.gguf`` file.
+        n_ctx: context size; defaults to the model's training context, capped at 4096.
+        n_threads: CPU threads; defaults to the number of cores.
+        n_gpu_layers: layers to offload when llama.cpp was built with a GPU backend.
+    """
+
+    name = "llamacpp"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        n_ctx: int | None = None,
+        n_threads: int | None = None,
+        n_gpu_layers: int = 0,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> None:
+        super().__init__(max_new_tokens)
+        try:
+            import llama_cpp
+        except ImportError as exc:
+            raise BackendUnavailable("llamacpp", "llama-cpp-python", "llamacpp") from exc
+        if not is_gguf(path):
+            raise ModelNotFound(f"expected a GGUF file, got {path}")
+        self._llama_cpp = llama_cpp
+        self._llm = llama_cpp.Llama(
+            model_path=str(path),
+            n_ctx=n_ctx or 0,
+            n_threads=n_threads or os.cpu_count(),
+            n_gpu_layers=n_gpu_layers,
+            logits_all=False,
+            verbose=False,
+        )
+        if n_ctx is None and self._llm.n_ctx() > DEFAULT_CONTEXT:
+            # The training context of small models (8192 for SmolLM2) costs memory for nothing.
+            self._llm.close()
+            self._llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=DEFAULT_CONTEXT,
+                n_threads=n_threads or os.cpu_count(),
+                n_gpu_layers=n_gpu_layers,
+                logits_all=False,
+                verbose=False,
+            )
+        self.context_length = self._llm.n_ctx()
+        self.eos_id = self._llm.token_eos()
+        self.bos_id = self._llm.token_bos() if self._llm._model.add_bos_token() else None
+        self._n_vocab = self._llm.n_vocab()
+
+    def encode(self, text: str) -> list[int]:
+        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._llm.detokenize(list(ids)).decode("utf-8", errors="replace")
+
+    def _last_logits(self) -> np.ndarray:
+        pointer = self._llama_cpp.llama_get_logits_ith(self._llm.ctx, -1)
+        return np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+
+    def generate(self, prompt_ids: Sequence[int]) -> list[int]:
+        self._llm.reset()
+        self._llm.eval(list(prompt_ids))
+        generated: list[int] = []
+        for _ in range(self.max_new_tokens):
+            token = int(np.argmax(self._last_logits()))
+            if token == self.eos_id:
+                break
+            generated.append(token)
+            self._llm.eval([token])
+        return generated
+
+    def _release(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+            self._llm = None

@@ -1,0 +1,54 @@
+"""Enums and metadata keys of the export side."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import gguf
+
+TOOL_NAME = "uner-toolkit"
+
+# Provenance keys written into every GGUF we produce.
+KEY_SOURCE = "uner.source"
+KEY_SOURCE_SHA256 = "uner.source.sha256"
+KEY_TOOL_VERSION = "uner.toolkit.version"
+KEY_PROMPT_TEMPLATE = "uner.prompt_template"
+
+
+class OutType(str, Enum):
+    """Unquantized GGUF output types of the converter."""
+
+    f32 = "f32"
+    f16 = "f16"
+    bf16 = "bf16"
+
+
+OUTTYPE_GGML = {
+    OutType.f32: gguf.GGMLQuantizationType.F32,
+    OutType.f16: gguf.GGMLQuantizationType.F16,
+    OutType.bf16: gguf.GGMLQuantizationType.BF16,
+}
+OUTTYPE_FILE_TYPE = {
+    OutType.f32: gguf.LlamaFileType.ALL_F32,
+    OutType.f16: gguf.LlamaFileType.MOSTLY_F16,
+    OutType.bf16: gguf.LlamaFileType.MOSTLY_BF16,
+}
+
+#: ``--quant`` names -> llama.cpp ``LLAMA_FTYPE_*`` constant names (resolved in quantize.py).
+QUANT_TYPES = {
+    "q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0",
+    "q6_k": "LLAMA_FTYPE_MOSTLY_Q6_K",
+    "q5_k_m": "LLAMA_FTYPE_MOSTLY_Q5_K_M",
+    "q5_k_s": "LLAMA_FTYPE_MOSTLY_Q5_K_S",
+    "q5_0": "LLAMA_FTYPE_MOSTLY_Q5_0",
+    "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+    "q4_k_s": "LLAMA_FTYPE_MOSTLY_Q4_K_S",
+    "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
+    "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
+    "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K",
+}
+
+
+def gguf_file_name(model_name: str, kind: str) -> str:
+    """``<name>.<TYPE>.gguf``, the naming the llama.cpp ecosystem uses."""
+    return f"{model_name}.{kind.upper()}.gguf"

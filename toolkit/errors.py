@@ -1,0 +1,17 @@
+"""Export-side errors; all are :class:`runtimes.errors.UnerError`, so the CLIs report them in one line."""
+
+from __future__ import annotations
+
+from runtimes.errors import InputError, UnerError
+
+
+class CheckpointError(UnerError):
+    """The source checkpoint is missing, incomplete, corrupt or of an unsupported architecture."""
+
+
+class OutputExists(InputError):
+    """An output file exists and ``--force`` was not given."""
+
+
+class QuantizeError(UnerError):
+    """llama.cpp could not quantize a file."""

@@ -1,0 +1,74 @@
+"""The quantization ladder: one converted GGUF -> several llama.cpp quant types."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from runtimes.errors import BackendUnavailable, InputError
+from toolkit.constants import QUANT_TYPES, gguf_file_name
+from toolkit.errors import QuantizeError
+from toolkit.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+
+def parse_quant_types(spec: str | list[str] | None) -> list[str]:
+    """``"q8_0,q4_k_m"`` -> ``["q8_0", "q4_k_m"]``, checked against :data:`QUANT_TYPES`."""
+    if not spec:
+        return []
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    types = list(dict.fromkeys(item.strip().lower() for item in items if item.strip()))
+    unknown = [t for t in types if t not in QUANT_TYPES]
+    if unknown:
+        raise InputError(f"expected quant types among {', '.join(QUANT_TYPES)}, got {', '.join(unknown)}")
+    return types
+
+
+def quantized_path(source: Path, model_name: str, quant: str) -> Path:
+    return source.parent / gguf_file_name(model_name, quant)
+
+
+def quantize_gguf(source: Path, out: Path, quant: str, n_threads: int | None = None) -> Path:
+    """Quantize ``source`` to ``out`` with llama.cpp; ``out`` appears only when complete."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise BackendUnavailable("quantize", "llama-cpp-python", "export") from exc
+    # llama.cpp logs every tensor through this logger; keep the terminal for the progress bar.
+    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
+    params.nthread = n_threads or os.cpu_count() or 1
+    with atomic_path(out) as tmp:
+        status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
+        if status != 0:
+            raise QuantizeError(f"expected llama.cpp to quantize {source.name} to {quant}, got status {status}")
+    return out
+
+
+def quantize_ladder(
+    source: Path,
+    model_name: str,
+    quants: list[str],
+    *,
+    n_threads: int | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Quantize ``source`` to every type in ``quants``; files are ``<name>.<TYPE>.gguf``."""
+    outputs = []
+    bar = None
+    if progress and quants:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(quants), unit="variant", desc="quantize", leave=False)
+    for quant in quants:
+        if bar:
+            bar.set_postfix_str(quant)
+        outputs.append(quantize_gguf(source, quantized_path(source, model_name, quant), quant, n_threads))
+        if bar:
+            bar.update(1)
+    if bar:
+        bar.close()
+    return outputs
