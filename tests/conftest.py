@@ -1,0 +1,122 @@
+"""Shared fixtures: real models built once per session from what is available offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("UNER_DATA", ROOT.parent / "shared" / "data"))
+LLAMA_TOKENIZER = DATA / "llama-tokenizer" / "tokenizer.model"
+CROSSNER_EVAL = {
+    "ai": DATA / "crossner_ai" / "CrossNER_AI.json",
+    "literature": DATA / "crossner_literature" / "CrossNER_literature.json",
+    "music": DATA / "crossner_music" / "CrossNER_music.json",
+}
+
+
+def _require_data() -> None:
+    if not DATA.is_dir():
+        pytest.fail(f"shared data not found at {DATA}; set UNER_DATA")
+
+
+def crossner_queries(per_domain: int) -> list[tuple[str, str]]:
+    """(text, label) pairs from the official UniNER eval files: the first queries of each domain."""
+    _require_data()
+    queries = []
+    for path in CROSSNER_EVAL.values():
+        records = json.loads(path.read_text(encoding="utf-8"))
+        for record in records[:per_domain]:
+            turns = record["conversations"]
+            text = turns[0]["value"].removeprefix("Text: ")
+            label = turns[2]["value"].removeprefix("What describes ").removesuffix(" in the text?")
+            queries.append((text, label))
+    return queries
+
+
+def conll_sentences(path: Path) -> list[str]:
+    """Sentences of a CoNLL/BIO file: first column joined by spaces."""
+    sentences, words = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            if words:
+                sentences.append(" ".join(words))
+            words = []
+        elif not line.startswith("-DOCSTART-"):
+            words.append(line.split()[0] if "\t" not in line else line.split("\t")[0])
+    if words:
+        sentences.append(" ".join(words))
+    return sentences
+
+
+def all_crossner_mit_texts() -> list[str]:
+    _require_data()
+    texts = []
+    for path in CROSSNER_EVAL.values():
+        for record in json.loads(path.read_text(encoding="utf-8")):
+            texts.append(record["conversations"][0]["value"].removeprefix("Text: "))
+    for domain in ("crossner_ai", "crossner_literature", "crossner_music"):
+        for split in ("train", "dev", "test"):
+            texts += conll_sentences(DATA / domain / f"{split}.txt")
+    for split in ("engtrain", "engtest"):
+        texts += conll_sentences(DATA / "mit_movie" / f"{split}.bio")
+    return list(dict.fromkeys(texts))
+
+
+@pytest.fixture(scope="session")
+def smollm2_hf(tmp_path_factory) -> Path:
+    from toolkit.embedded import materialize_smollm2
+
+    return materialize_smollm2(tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct")
+
+
+@pytest.fixture(scope="session")
+def smollm2_ggufs(smollm2_hf, tmp_path_factory) -> dict[str, Path]:
+    from toolkit import export_gguf_ladder
+
+    out = tmp_path_factory.mktemp("smollm2-gguf")
+    result = export_gguf_ladder(smollm2_hf, out, "f32", "q8_0,q4_k_m", progress=False)
+    return {"f32": result.base, "q8_0": result.quantized[0], "q4_k_m": result.quantized[1], "manifest": result.manifest}
+
+
+def make_tiny_spm_llama(dest: Path, seed: int = 0) -> Path:
+    """A random-weight LLaMA (2 layers, GQA) with the real LLaMA SentencePiece tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _require_data()
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0, rms_norm_eps=1e-6,
+        initializer_range=0.5,  # wide logits: greedy choices are not near-ties between float paths
+    )
+    model = LlamaForCausalLM(config).to(torch.float16)
+    model.save_pretrained(dest)
+    shutil.copy(LLAMA_TOKENIZER, dest / "tokenizer.model")
+    (dest / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
+        "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False,
+    }))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_spm_hf(tmp_path_factory) -> Path:
+    return make_tiny_spm_llama(tmp_path_factory.mktemp("tiny-spm") / "tiny-spm-llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_spm_ggufs(tiny_spm_hf, tmp_path_factory) -> dict[str, Path]:
+    from toolkit import export_gguf
+
+    out = tmp_path_factory.mktemp("tiny-spm-gguf")
+    return {
+        "f32": export_gguf(tiny_spm_hf, out, "f32", progress=False),
+        "f32_no_unpermute": export_gguf(tiny_spm_hf, out / "broken", "f32", unpermute=False, progress=False),
+    }
