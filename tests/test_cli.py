@@ -1,0 +1,149 @@
+"""The real ``uner`` / ``uner-export`` commands on the small fixtures, good input and bad."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from runtimes.cli import main as uner
+from toolkit.cli import main as uner_export
+from toolkit.files import sha256_file
+
+
+def run(main, argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, fragment):
+    assert code == 1, err
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), err
+    assert fragment in lines[0]
+    assert "Traceback" not in err
+
+
+def test_export_writes_gguf_ladder_and_manifest(tiny_spm_hf, tmp_path, capsys):
+    code, out, _ = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--outtype", "f16", "--quant", "q8_0,q4_0", "-q"], capsys)
+    assert code == 0
+    names = ["tiny-spm-llama.F16.gguf", "tiny-spm-llama.Q8_0.gguf", "tiny-spm-llama.Q4_0.gguf"]
+    assert [Path(line).name for line in out.split()] == [*names, "manifest.json"]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    for name in names:
+        entry = manifest["files"][name]
+        assert entry == {"size": (tmp_path / name).stat().st_size, "sha256": sha256_file(tmp_path / name)}
+    assert not list(tmp_path.glob("*.partial"))
+
+
+def test_extract_prints_json_with_raw_answers(smollm2_ggufs, capsys):
+    argv = ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person,location", "--json", "--raw",
+            "--max-new-tokens", "48", "-t", "Barack Obama visited Paris.", "-t", "Angela Merkel lives in Berlin."]
+    code, out, _ = run(uner, argv, capsys)
+    assert code == 0
+    records = [json.loads(line) for line in out.splitlines()]
+    assert [r["text"] for r in records] == ["Barack Obama visited Paris.", "Angela Merkel lives in Berlin."]
+    for record in records:
+        assert set(record) == {"text", "entities", "raw"} and set(record["raw"]) == {"person", "location"}
+        for entity in record["entities"]:
+            assert record["text"][entity["start"] : entity["end"]] == entity["text"]
+
+
+def test_extract_reads_texts_from_a_file(smollm2_ggufs, tmp_path, capsys):
+    texts = tmp_path / "texts.jsonl"
+    texts.write_text('{"text": "Barack Obama visited Paris."}\n', encoding="utf-8")
+    code, out, _ = run(uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person", "-i", texts, "--max-new-tokens", "16"], capsys)
+    assert code == 0 and out.startswith("Barack Obama visited Paris.\n")
+
+
+def _copy_model(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+def test_missing_source_folder_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = run(uner_export, ["gguf", tmp_path / "nope", "--out", tmp_path / "out"], capsys)
+    assert_one_line_error(code, err, "does not exist")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "fragment"),
+    [
+        ("no_config", "config.json"),
+        ("not_llama", "LlamaForCausalLM, got MistralForCausalLM"),
+        ("no_tokenizer", "tokenizer.model or tokenizer.json"),
+        ("corrupt_safetensors", "truncated or corrupt"),
+        ("garbage_safetensors", "safetensors header"),
+        ("pickle_only", "--allow-pickle"),
+    ],
+)
+def test_broken_checkpoints_fail_cleanly_and_write_nothing(tiny_spm_hf, tmp_path, capsys, breakage, fragment):
+    model = _copy_model(tiny_spm_hf, tmp_path / "model")
+    weights = model / "model.safetensors"
+    if breakage == "no_config":
+        (model / "config.json").unlink()
+    elif breakage == "not_llama":
+        config = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**config, "architectures": ["MistralForCausalLM"]}))
+    elif breakage == "no_tokenizer":
+        (model / "tokenizer.model").unlink()
+    elif breakage == "corrupt_safetensors":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif breakage == "garbage_safetensors":
+        weights.write_bytes(b"\xff" * 64)
+    elif breakage == "pickle_only":
+        weights.rename(model / "pytorch_model.bin")
+    code, _, err = run(uner_export, ["gguf", model, "--out", tmp_path / "out", "--quant", "q8_0"], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_unknown_quant_type_fails_before_converting(tiny_spm_hf, tmp_path, capsys):
+    code, _, err = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--quant", "q8_0,q9_z"], capsys)
+    assert_one_line_error(code, err, "q9_z")
+    assert not list(tmp_path.glob("*.gguf"))
+
+
+def test_existing_output_needs_force(tiny_spm_hf, tmp_path, capsys):
+    existing = tmp_path / "tiny-spm-llama.F32.gguf"
+    existing.write_bytes(b"keep me")
+    code, _, err = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--outtype", "f32"], capsys)
+    assert_one_line_error(code, err, "--force")
+    assert existing.read_bytes() == b"keep me"
+    code, _, _ = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--outtype", "f32", "--force", "-q"], capsys)
+    assert code == 0 and existing.read_bytes()[:4] == b"GGUF"
+
+
+def test_empty_label_list_is_an_error(smollm2_ggufs, capsys):
+    code, _, err = run(uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", " , ", "-t", "Paris"], capsys)
+    assert_one_line_error(code, err, "at least one entity label")
+
+
+def test_non_utf8_input_file_is_an_error(smollm2_ggufs, tmp_path, capsys):
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes("Café in Zürich".encode("latin-1"))
+    code, _, err = run(uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "location", "-i", bad], capsys)
+    assert_one_line_error(code, err, "UTF-8")
+
+
+def test_missing_model_is_an_error(tmp_path, capsys):
+    code, _, err = run(uner, ["extract", "-m", tmp_path / "missing.gguf", "-l", "person", "-t", "x"], capsys)
+    assert_one_line_error(code, err, "does not exist")
+
+
+def test_usage_error_exits_2(capsys):
+    code, _, err = run(uner_export, ["gguf"], capsys)
+    assert code == 2 and "Missing argument" in err
+
+
+@pytest.mark.parametrize("main", [uner, uner_export])
+def test_every_command_has_help(main, capsys):
+    code, out, _ = run(main, ["--help"], capsys)
+    assert code == 0
+    commands = [line.split()[1] for line in out.splitlines() if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha() and not line.split()[1].startswith("-")]
+    for command in commands:
+        code, sub_out, _ = run(main, [command, "--help"], capsys)
+        assert code == 0 and "Usage" in sub_out

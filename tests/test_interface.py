@@ -1,0 +1,52 @@
+"""One Protocol over every backend, backend auto-detection, and all-or-nothing outputs."""
+
+import pytest
+
+from runtimes import BACKENDS, Entity, Extractor, InputError, ModelNotFound, detect_backend, load
+from toolkit.errors import QuantizeError
+from toolkit.quantize import quantize_gguf
+
+
+@pytest.fixture(scope="module")
+def artifacts(tiny_spm_hf, tiny_spm_ggufs):
+    return {"torch": tiny_spm_hf, "llamacpp": tiny_spm_ggufs["f32"]}
+
+
+def test_every_backend_is_covered(artifacts):
+    assert set(BACKENDS) == set(artifacts)
+
+
+@pytest.mark.parametrize("backend", sorted(BACKENDS))
+def test_backend_implements_the_extractor_protocol(artifacts, backend):
+    with load(artifacts[backend], backend=backend, max_new_tokens=8) as ner:
+        assert isinstance(ner, Extractor) and ner.name == backend
+        single = ner.extract("Barack Obama visited Paris.", ["person", "location"])
+        batch = ner.extract_batch(["Barack Obama visited Paris.", "Berlin"], ["person", "location"])
+        assert batch[0] == single and len(batch) == 2
+        assert all(isinstance(e, Entity) for e in single)
+        with pytest.raises(InputError):
+            ner.extract("Barack Obama", [])
+
+
+def test_load_picks_the_backend_from_the_artifact(artifacts, tmp_path):
+    assert detect_backend(artifacts["torch"]) == "torch"
+    assert detect_backend(artifacts["llamacpp"]) == "llamacpp"
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelNotFound):
+        detect_backend(tmp_path / "notes.txt")
+    with pytest.raises(InputError):
+        load(artifacts["torch"], backend="llamacpp")
+
+
+def test_failed_quantization_leaves_no_finished_looking_file(tiny_spm_ggufs, tmp_path, monkeypatch):
+    import llama_cpp
+
+    def interrupted(source, tmp, params):
+        with open(tmp, "wb") as handle:
+            handle.write(b"GGUF half-written")
+        return 1
+
+    monkeypatch.setattr(llama_cpp, "llama_model_quantize", interrupted)
+    with pytest.raises(QuantizeError):
+        quantize_gguf(tiny_spm_ggufs["f32"], tmp_path / "m.Q4_0.gguf", "q4_0")
+    assert list(tmp_path.iterdir()) == []
