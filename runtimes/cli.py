@@ -12,7 +12,7 @@ from runtimes._cli_utils import BackendOpt, BackendChoice, ModelOpt, QuietOpt, T
 from runtimes.base import DEFAULT_MAX_NEW_TOKENS, Extraction
 from runtimes.errors import InputError
 from runtimes.inputs import read_texts, split_labels
-from runtimes.loading import detect_backend, load
+from runtimes.loading import detect_backend, load, resolve_model
 
 EXTRACT_EXAMPLES = """
 Examples:
@@ -63,8 +63,9 @@ def extract(
     texts = list(text or []) + (read_texts(input) if input is not None else [])
     if not texts:
         raise InputError("expected a text (--text) or an input file (--input), got neither")
-    name = detect_backend(model) if backend == BackendChoice.auto else backend.value
-    with load(model, backend=name, **_backend_options(name, threads, max_new_tokens)) as ner:
+    path = resolve_model(model)
+    name = detect_backend(path) if backend == BackendChoice.auto else backend.value
+    with load(path, backend=name, **_backend_options(name, threads, max_new_tokens)) as ner:
         for item in texts:
             extraction = ner.run(item, label_list)
             if as_json:

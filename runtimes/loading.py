@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 from runtimes.base import GenerativeExtractor
@@ -21,6 +22,25 @@ def backend_class(name: str) -> type[GenerativeExtractor]:
         raise InputError(f"expected a backend among auto, {', '.join(BACKENDS)}, got {name!r}")
     module_name, class_name = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)
+
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A local path as is; a Hub repo id (``org/name``) not present locally is downloaded
+    (or taken from the Hugging Face cache when offline) as a HF folder."""
+    path = Path(model)
+    if path.exists() or not _REPO_ID.match(str(model)):
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise ModelNotFound(f"expected a local model path, got {model} (huggingface_hub is not installed)") from exc
+    try:
+        return Path(snapshot_download(str(model)))
+    except Exception as exc:  # network, auth, offline-cache misses: all mean "not available"
+        raise ModelNotFound(f"expected a local path or a reachable Hub repo, got {model}: {type(exc).__name__}") from exc
 
 
 def detect_backend(path: str | Path) -> str:
@@ -46,7 +66,8 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
     """Load a UniNER model for extraction.
 
     Args:
-        model: a GGUF file (llama.cpp) or a Hugging Face model folder (torch).
+        model: a GGUF file (llama.cpp), a Hugging Face model folder (torch), or a Hub repo id
+            of a HF model (downloaded once, then served from the HF cache offline).
         backend: ``"auto"`` to pick from the artifact, or a name in :data:`BACKENDS`.
         **options: passed to the backend (``max_new_tokens``, ``n_threads``, ``dtype``...).
 
@@ -55,8 +76,10 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
     >>> ner.extract("Barack Obama visited Paris.", ["person", "location"])  # doctest: +SKIP
     [Entity(label='person', text='Barack Obama', start=0, end=12), Entity(label='location', ...)]
     """
-    name = detect_backend(model) if backend == "auto" else backend
+    path = resolve_model(model)
+    detected = detect_backend(path)
+    name = detected if backend == "auto" else backend
     cls = backend_class(name)
-    if backend != "auto" and detect_backend(model) != name:
-        raise InputError(f"expected an artifact the {name} backend runs, got {model}")
-    return cls(model, **options)
+    if detected != name:
+        raise InputError(f"expected an artifact the {name} backend runs, got {model} (a {detected} artifact)")
+    return cls(path, **options)

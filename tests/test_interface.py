@@ -50,3 +50,11 @@ def test_failed_quantization_leaves_no_finished_looking_file(tiny_spm_ggufs, tmp
     with pytest.raises(QuantizeError):
         quantize_gguf(tiny_spm_ggufs["f32"], tmp_path / "m.Q4_0.gguf", "q4_0")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_hub_repo_id_offline_without_cache_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelNotFound, match="Hub repo"):
+        load("Universal-NER/UniNER-7B-type")
