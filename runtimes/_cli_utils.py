@@ -31,15 +31,25 @@ ModelOpt = Annotated[
 BackendOpt = Annotated[BackendChoice, typer.Option("--backend", help="Backend to run the model with.")]
 
 
+def _version() -> None:
+    """Print the toolkit version."""
+    from runtimes import __version__
+
+    typer.echo(__version__)
+
+
 def typer_factory(help: str) -> typer.Typer:
-    """Every app gets the same look: no shell-completion noise, -h as well as --help."""
-    return typer.Typer(
+    """Every app gets the same look (no shell-completion noise, -h as well as --help) and a
+    ``version`` command."""
+    app = typer.Typer(
         help=help,
         add_completion=False,
         no_args_is_help=True,
         context_settings={"help_option_names": ["-h", "--help"]},
         pretty_exceptions_enable=False,
     )
+    app.command("version")(_version)
+    return app
 
 
 def setup_logging(quiet: bool) -> None:

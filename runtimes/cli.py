@@ -74,14 +74,6 @@ def extract(
                 _print_plain(extraction, raw)
 
 
-@app.command()
-def version() -> None:
-    """Print the toolkit version."""
-    from runtimes import __version__
-
-    typer.echo(__version__)
-
-
 def main(argv: list[str] | None = None) -> None:
     run_app(app, argv)
 

@@ -144,6 +144,7 @@ def test_every_command_has_help(main, capsys):
     code, out, _ = run(main, ["--help"], capsys)
     assert code == 0
     commands = [line.split()[1] for line in out.splitlines() if line.startswith("│ ") and len(line.split()) > 2 and line.split()[1].isalpha() and not line.split()[1].startswith("-")]
+    assert "version" in commands and ("extract" in commands or "gguf" in commands)
     for command in commands:
         code, sub_out, _ = run(main, [command, "--help"], capsys)
         assert code == 0 and "Usage" in sub_out

@@ -47,14 +47,6 @@ def gguf(
         typer.echo(str(path))
 
 
-@app.command()
-def version() -> None:
-    """Print the toolkit version."""
-    from runtimes import __version__
-
-    typer.echo(__version__)
-
-
 def main(argv: list[str] | None = None) -> None:
     run_app(app, argv)
 
