@@ -51,6 +51,7 @@ class Extraction:
         out: dict = {"text": self.text, "entities": [e.to_dict() for e in self.entities]}
         if include_raw:
             out["raw"] = dict(self.raw)
+            out["ungrounded"] = {label: list(answers) for label, answers in self.ungrounded.items()}
         return out
 
 

@@ -51,7 +51,7 @@ def extract(
         typer.Option("--input", "-i", help="File of texts: one per line, or .jsonl with a 'text' field; '-' for stdin.", show_default=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="Also show the model's unparsed answer per label.")] = False,
+    raw: Annotated[bool, typer.Option("--raw", help="Also show the model's unparsed answer per label (and, with --json, answers not found in the text).")] = False,
     backend: BackendOpt = BackendChoice.auto,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
     threads: ThreadsOpt = None,

@@ -46,7 +46,7 @@ def test_extract_prints_json_with_raw_answers(smollm2_ggufs, capsys):
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["text"] for r in records] == ["Barack Obama visited Paris.", "Angela Merkel lives in Berlin."]
     for record in records:
-        assert set(record) == {"text", "entities", "raw"} and set(record["raw"]) == {"person", "location"}
+        assert set(record) == {"text", "entities", "raw", "ungrounded"} and set(record["raw"]) == {"person", "location"}
         for entity in record["entities"]:
             assert record["text"][entity["start"] : entity["end"]] == entity["text"]
 
