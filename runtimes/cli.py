@@ -12,7 +12,7 @@ from runtimes._cli_utils import BackendOpt, BackendChoice, ModelOpt, QuietOpt, T
 from runtimes.base import DEFAULT_MAX_NEW_TOKENS, Extraction
 from runtimes.errors import InputError
 from runtimes.inputs import read_texts, split_labels
-from runtimes.loading import detect_backend, load, resolve_model
+from runtimes.loading import load
 
 EXTRACT_EXAMPLES = """
 Examples:
@@ -21,13 +21,6 @@ Examples:
 """
 
 app = typer_factory("Run UniNER models offline: extract entities of any type from text.")
-
-
-def _backend_options(backend: str, threads: int | None, max_new_tokens: int) -> dict:
-    options: dict = {"max_new_tokens": max_new_tokens}
-    if backend == "llamacpp" and threads:
-        options["n_threads"] = threads
-    return options
 
 
 def _print_plain(extraction: Extraction, show_raw: bool) -> None:
@@ -63,9 +56,7 @@ def extract(
     texts = list(text or []) + (read_texts(input) if input is not None else [])
     if not texts:
         raise InputError("expected a text (--text) or an input file (--input), got neither")
-    path = resolve_model(model)
-    name = detect_backend(path) if backend == BackendChoice.auto else backend.value
-    with load(path, backend=name, **_backend_options(name, threads, max_new_tokens)) as ner:
+    with load(model, backend=backend.value, max_new_tokens=max_new_tokens, n_threads=threads) as ner:
         for item in texts:
             extraction = ner.run(item, label_list)
             if as_json:

@@ -60,6 +60,7 @@ class TorchExtractor(GenerativeExtractor):
         path: a Hugging Face model folder (``config.json``, weights, tokenizer).
         dtype: compute dtype; float32 is the reference on CPU.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        n_threads: CPU threads for torch; ``None`` keeps torch's default.
     """
 
     name = "torch"
@@ -70,6 +71,7 @@ class TorchExtractor(GenerativeExtractor):
         *,
         dtype: str = "float32",
         device: str = "cpu",
+        n_threads: int | None = None,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     ) -> None:
         super().__init__(max_new_tokens)
@@ -83,6 +85,8 @@ class TorchExtractor(GenerativeExtractor):
             raise ModelNotFound(f"expected a Hugging Face model folder with config.json, got {folder}")
         if dtype not in _DTYPES:
             raise ModelNotFound(f"expected dtype one of {', '.join(_DTYPES)}, got {dtype}")
+        if n_threads:
+            torch.set_num_threads(n_threads)
         self._torch = torch
         self._device = device
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
