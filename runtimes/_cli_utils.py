@@ -18,6 +18,14 @@ class BackendChoice(str, Enum):
     auto = "auto"
     torch = "torch"
     llamacpp = "llamacpp"
+    onnx = "onnx"
+
+
+class ProviderChoice(str, Enum):
+    auto = "auto"
+    tensorrt = "tensorrt"
+    cuda = "cuda"
+    cpu = "cpu"
 
 
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print only results: no progress bars or logs.")]
@@ -26,9 +34,14 @@ ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", min=1, help="CPU threads (default: all cores).", show_default=False)
 ]
 ModelOpt = Annotated[
-    Path, typer.Option("--model", "-m", help="A .gguf file or a Hugging Face model folder.", show_default=False)
+    Path,
+    typer.Option("--model", "-m", help="A .gguf file, an ONNX export folder or a Hugging Face model folder.", show_default=False),
 ]
 BackendOpt = Annotated[BackendChoice, typer.Option("--backend", help="Backend to run the model with.")]
+ProviderOpt = Annotated[
+    ProviderChoice,
+    typer.Option("--provider", help="ONNX models: execution provider (auto tries tensorrt, cuda, cpu)."),
+]
 
 
 def _version() -> None:

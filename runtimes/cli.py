@@ -8,7 +8,18 @@ from typing import Annotated
 
 import typer
 
-from runtimes._cli_utils import BackendOpt, BackendChoice, ModelOpt, QuietOpt, ThreadsOpt, run_app, setup_logging, typer_factory
+from runtimes._cli_utils import (
+    BackendChoice,
+    BackendOpt,
+    ModelOpt,
+    ProviderChoice,
+    ProviderOpt,
+    QuietOpt,
+    ThreadsOpt,
+    run_app,
+    setup_logging,
+    typer_factory,
+)
 from runtimes.base import DEFAULT_MAX_NEW_TOKENS, Extraction
 from runtimes.errors import InputError
 from runtimes.inputs import read_texts, split_labels
@@ -18,6 +29,7 @@ EXTRACT_EXAMPLES = """
 Examples:
   uner extract -m out/UniNER-7B-type.Q4_K_M.gguf -l person,location -t "Barack Obama visited Paris."
   uner extract -m out/UniNER-7B-type.Q4_K_M.gguf -l person --input texts.txt --json --raw
+  uner extract -m out/onnx-int4 -l person,location -t "Barack Obama visited Paris." --provider cpu
 """
 
 app = typer_factory("Run UniNER models offline: extract entities of any type from text.")
@@ -46,6 +58,7 @@ def extract(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Also show the model's unparsed answer per label (and, with --json, answers not found in the text).")] = False,
     backend: BackendOpt = BackendChoice.auto,
+    provider: ProviderOpt = ProviderChoice.auto,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -56,7 +69,10 @@ def extract(
     texts = list(text or []) + (read_texts(input) if input is not None else [])
     if not texts:
         raise InputError("expected a text (--text) or an input file (--input), got neither")
-    with load(model, backend=backend.value, max_new_tokens=max_new_tokens, n_threads=threads) as ner:
+    options = {"max_new_tokens": max_new_tokens, "n_threads": threads}
+    if provider is not ProviderChoice.auto:
+        options["provider"] = provider.value
+    with load(model, backend=backend.value, **options) as ner:
         for item in texts:
             extraction = ner.run(item, label_list)
             if as_json:

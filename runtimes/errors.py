@@ -28,3 +28,7 @@ class BackendUnavailable(UnerError):
             f'pip install "uner-toolkit[{extra}]"'
         )
         self.backend = backend
+
+
+class ProviderUnavailable(UnerError):
+    """An ONNX Runtime execution provider was asked for but this install cannot run it."""

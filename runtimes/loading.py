@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from runtimes.errors import InputError, ModelNotFound
 BACKENDS: dict[str, str] = {
     "torch": "runtimes.torch_backend:TorchExtractor",
     "llamacpp": "runtimes.llamacpp_backend:LlamaCppExtractor",
+    "onnx": "runtimes.onnx_backend:OnnxExtractor",
 }
 
 
@@ -44,21 +46,25 @@ def resolve_model(model: str | Path) -> Path:
 
 
 def detect_backend(path: str | Path) -> str:
-    """The backend that runs the artifact at ``path``: GGUF file -> llamacpp, HF folder -> torch."""
+    """The backend that runs the artifact at ``path``: GGUF file -> llamacpp, ONNX export
+    folder (or .onnx file) -> onnx, HF folder -> torch."""
     from runtimes.llamacpp_backend import is_gguf
+    from runtimes.onnx_layout import is_onnx_folder
 
     path = Path(path)
     if not path.exists():
         raise ModelNotFound(f"expected a model path, got {path}, which does not exist")
     if is_gguf(path):
         return "llamacpp"
+    if is_onnx_folder(path):  # before the HF check: our ONNX folders carry config.json too
+        return "onnx"
     if path.is_dir() and (path / "config.json").is_file():
         return "torch"
     if path.is_dir() and any(path.glob("*.gguf")):
         ggufs = ", ".join(sorted(p.name for p in path.glob("*.gguf")))
         raise ModelNotFound(f"expected one model, got the folder {path} holding several GGUF files: {ggufs}")
     raise ModelNotFound(
-        f"expected a .gguf file or a Hugging Face folder with config.json, got {path}"
+        f"expected a .gguf file, an ONNX export folder or a Hugging Face folder with config.json, got {path}"
     )
 
 
@@ -66,10 +72,11 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
     """Load a UniNER model for extraction.
 
     Args:
-        model: a GGUF file (llama.cpp), a Hugging Face model folder (torch), or a Hub repo id
-            of a HF model (downloaded once, then served from the HF cache offline).
+        model: a GGUF file (llama.cpp), an ONNX export folder (ONNX Runtime), a Hugging Face
+            model folder (torch), or a Hub repo id of a HF model (downloaded once, then served from the HF cache offline).
         backend: ``"auto"`` to pick from the artifact, or a name in :data:`BACKENDS`.
-        **options: passed to the backend (``max_new_tokens``, ``n_threads``, ``dtype``...).
+        **options: passed to the backend (``max_new_tokens``, ``n_threads``, ``dtype``,
+            ``provider``...).
 
     >>> from runtimes import load
     >>> ner = load("out/UniNER-7B-type.Q4_K_M.gguf")  # doctest: +SKIP
@@ -82,4 +89,7 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
     cls = backend_class(name)
     if detected != name:
         raise InputError(f"expected an artifact the {name} backend runs, got {model} (a {detected} artifact)")
+    accepted = inspect.signature(cls.__init__).parameters
+    if unknown := [key for key in options if key not in accepted]:
+        raise InputError(f"expected options of the {name} backend, got {', '.join(unknown)}, which it does not take")
     return cls(path, **options)

@@ -1,56 +1,19 @@
-"""The reference backend: transformers + PyTorch, plain greedy ``generate`` per query."""
+"""The reference backend: transformers + PyTorch, plain greedy ``generate`` per query.
+
+Tokenization is :mod:`runtimes.tokenizer` (SentencePiece for LLaMA, as UniNER was trained),
+shared with the ONNX backend, so both build the same prompt ids.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from runtimes.base import DEFAULT_MAX_NEW_TOKENS, GenerativeExtractor
 from runtimes.errors import BackendUnavailable, ModelNotFound
+from runtimes.tokenizer import FolderTokenizer
 
 _DTYPES = ("float32", "float16", "bfloat16")
-
-
-class _SentencePieceText:
-    """Plain-text tokenization with SentencePiece itself, as UniNER's training did.
-
-    transformers 5's LlamaTokenizer is a `tokenizers` port that splits runs of spaces
-    differently from SentencePiece; the slow tokenizer UniNER was trained with was
-    SentencePiece, so the reference uses it directly when ``tokenizer.model`` is present.
-    """
-
-    def __init__(self, model_file: Path) -> None:
-        try:
-            import sentencepiece
-        except ImportError as exc:
-            raise BackendUnavailable("torch", "sentencepiece", "torch") from exc
-        self._sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
-
-    def encode(self, text: str) -> list[int]:
-        return self._sp.encode(text)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self._sp.decode(list(ids))
-
-
-def _is_sentencepiece_llama(folder: Path) -> bool:
-    if not (folder / "tokenizer.model").is_file():
-        return False
-    config_file = folder / "tokenizer_config.json"
-    if not config_file.is_file():
-        return True
-    tokenizer_class = json.loads(config_file.read_text(encoding="utf-8")).get("tokenizer_class", "")
-    return tokenizer_class.startswith("LlamaTokenizer") or not (folder / "tokenizer.json").is_file()
-
-
-def _bos_added_by(tokenizer) -> int | None:
-    """The BOS id if the tokenizer's own post-processing prepends it, else ``None``."""
-    with_special = tokenizer("a").input_ids
-    without = tokenizer("a", add_special_tokens=False).input_ids
-    if len(with_special) > len(without) and with_special[0] == tokenizer.bos_token_id:
-        return tokenizer.bos_token_id
-    return None
 
 
 class TorchExtractor(GenerativeExtractor):
@@ -77,7 +40,7 @@ class TorchExtractor(GenerativeExtractor):
         super().__init__(max_new_tokens)
         try:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+            from transformers import AutoModelForCausalLM, GenerationConfig
         except ImportError as exc:
             raise BackendUnavailable("torch", "transformers", "torch") from exc
         folder = Path(path)
@@ -91,11 +54,9 @@ class TorchExtractor(GenerativeExtractor):
         self._device = device
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
-        hf_tokenizer = AutoTokenizer.from_pretrained(folder)
-        self._text = _SentencePieceText(folder / "tokenizer.model") if _is_sentencepiece_llama(folder) else None
-        self.eos_id = hf_tokenizer.eos_token_id
-        self.bos_id = _bos_added_by(hf_tokenizer)
-        self._hf_tokenizer = hf_tokenizer
+        self._tokenizer = FolderTokenizer(folder, "torch", "torch")
+        self.eos_id = self._tokenizer.eos_id
+        self.bos_id = self._tokenizer.bos_id
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._generation = GenerationConfig(
             do_sample=False,
@@ -106,14 +67,10 @@ class TorchExtractor(GenerativeExtractor):
         )
 
     def encode(self, text: str) -> list[int]:
-        if self._text is not None:
-            return self._text.encode(text)
-        return self._hf_tokenizer(text, add_special_tokens=False).input_ids
+        return self._tokenizer.encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
-        if self._text is not None:
-            return self._text.decode(ids)
-        return self._hf_tokenizer.decode(list(ids), skip_special_tokens=True)
+        return self._tokenizer.decode(ids)
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         torch = self._torch

@@ -120,3 +120,19 @@ def tiny_spm_ggufs(tiny_spm_hf, tmp_path_factory) -> dict[str, Path]:
         "f32": export_gguf(tiny_spm_hf, out, "f32", progress=False),
         "f32_no_unpermute": export_gguf(tiny_spm_hf, out / "broken", "f32", unpermute=False, progress=False),
     }
+
+
+@pytest.fixture(scope="session")
+def smollm2_onnx(smollm2_hf, tmp_path_factory) -> dict[str, Path]:
+    """SmolLM2 exported at every precision (fp16 for GPUs; it still runs on CPU, slowly)."""
+    from toolkit.export_onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("smollm2-onnx")
+    return {p: export_onnx(smollm2_hf, out / p, p, progress=False).folder for p in ("fp32", "fp16", "int8", "int4")}
+
+
+@pytest.fixture(scope="session")
+def tiny_spm_onnx_fp32(tiny_spm_hf, tmp_path_factory) -> Path:
+    from toolkit.export_onnx import export_onnx
+
+    return export_onnx(tiny_spm_hf, tmp_path_factory.mktemp("tiny-spm-onnx") / "fp32", "fp32", progress=False).folder

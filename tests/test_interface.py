@@ -8,8 +8,8 @@ from toolkit.quantize import quantize_gguf
 
 
 @pytest.fixture(scope="module")
-def artifacts(tiny_spm_hf, tiny_spm_ggufs):
-    return {"torch": tiny_spm_hf, "llamacpp": tiny_spm_ggufs["f32"]}
+def artifacts(tiny_spm_hf, tiny_spm_ggufs, tiny_spm_onnx_fp32):
+    return {"torch": tiny_spm_hf, "llamacpp": tiny_spm_ggufs["f32"], "onnx": tiny_spm_onnx_fp32}
 
 
 def test_every_backend_is_covered(artifacts):
@@ -31,6 +31,7 @@ def test_backend_implements_the_extractor_protocol(artifacts, backend):
 def test_load_picks_the_backend_from_the_artifact(artifacts, tmp_path):
     assert detect_backend(artifacts["torch"]) == "torch"
     assert detect_backend(artifacts["llamacpp"]) == "llamacpp"
+    assert detect_backend(artifacts["onnx"]) == "onnx"  # although it carries config.json too
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ModelNotFound):
         detect_backend(tmp_path / "notes.txt")

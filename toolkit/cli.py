@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from runtimes.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
 from runtimes._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, run_app, setup_logging, typer_factory
 from toolkit.constants import QUANT_TYPES, OutType
+from toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
 from toolkit.pipeline import export_gguf_ladder
 
 GGUF_EXAMPLES = f"""
@@ -18,7 +21,21 @@ Examples:
 Quant types: {", ".join(QUANT_TYPES)}
 """
 
-app = typer_factory("Export UniNER checkpoints to GGUF (and later ONNX) and quantize them.")
+ONNX_EXAMPLES = """
+Examples:
+  uner-export onnx ./UniNER-7B-type --out ./out/onnx-int4 --precision int4                # CPU edge box
+  uner-export onnx ./UniNER-7B-type --out ./out/onnx-fp16 --precision fp16 --device cuda
+
+Precision / device: {targets}.
+""".format(targets=", ".join(f"{p} {'|'.join(d)}" for p, d in EXPORT_TARGETS.items()))
+
+
+# Choices come from the layout contract, so the CLI cannot offer what the exporter lacks.
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+Device = Enum("Device", {name: name for name in reversed(PROVIDERS)}, type=str)
+
+
+app = typer_factory("Export UniNER checkpoints to GGUF or ONNX and quantize them.")
 
 
 @app.command(epilog=GGUF_EXAMPLES)
@@ -45,6 +62,36 @@ def gguf(
     )
     for path in [*result.files, result.manifest]:
         typer.echo(str(path))
+
+
+@app.command(epilog=ONNX_EXAMPLES)
+def onnx(
+    source: Annotated[Path, typer.Argument(help="Hugging Face LLaMA model folder.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one precision per folder).", show_default=False)],
+    precision: Annotated[Precision, typer.Option("--precision", "-p", help="Weight precision.")] = Precision("int4"),
+    device: Annotated[
+        Device | None,
+        typer.Option("--device", help="Target execution provider (default: cuda for fp16, else cpu).", show_default=False),
+    ] = None,
+    block_size: Annotated[
+        int | None,
+        typer.Option("--block-size", help=f"int4/int8 quantization block, one of {BLOCK_SIZES} (default {DEFAULT_BLOCK_SIZE}).", show_default=False),
+    ] = None,
+    accuracy_level: Annotated[
+        int | None,
+        typer.Option("--accuracy-level", help="int4/int8 MatMulNBits compute: 1 fp32, 2 fp16, 3 bf16, 4 int8 (CPU default 4).", show_default=False),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False)] = None,
+    force: ForceOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Export a HF checkpoint to an ONNX Runtime folder with KV cache; writes manifest.json."""
+    setup_logging(quiet)
+    result = export_onnx(
+        source, out, precision.value, device.value if device else None,
+        block_size=block_size, accuracy_level=accuracy_level, name=name, force=force, progress=not quiet,
+    )
+    typer.echo(str(result.folder))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,218 @@
+"""ONNX Runtime backend: our own greedy loop over an ``InferenceSession`` with the KV cache.
+
+Needs only onnxruntime, numpy and a tokenizer package (no torch, no transformers). Inputs and
+outputs go through IO binding on every provider: on CUDA/TensorRT the KV cache stays on the
+device between steps and only the last logits row comes back to the host.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtimes.base import DEFAULT_MAX_NEW_TOKENS, GenerativeExtractor
+from runtimes.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable
+from runtimes.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
+from runtimes.tokenizer import FolderTokenizer, _read_json
+
+logger = logging.getLogger(__name__)
+
+PROVIDER_CHOICES = ("auto", *PROVIDERS)
+_PAST_PREFIX, _PRESENT_PREFIX = "past_key_values.", "present."
+_NUMPY_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
+
+
+def choose_provider(requested: str, precision: str | None, available: Sequence[str]) -> str:
+    """The provider to run on: ``requested`` if it can, else a clear error; ``auto`` takes the
+    first of tensorrt -> cuda -> cpu that this install has and the precision supports."""
+    runs_on = RUNS_ON.get(precision or "", tuple(PROVIDERS))
+    if requested == "auto":
+        for name in PROVIDERS:
+            if name in runs_on and PROVIDERS[name] in available:
+                return name
+        raise ProviderUnavailable(f"expected one of {', '.join(runs_on)} for {precision} in onnxruntime, got {', '.join(available)}")
+    if requested not in PROVIDERS:
+        raise InputError(f"expected --provider among {', '.join(PROVIDER_CHOICES)}, got {requested!r}")
+    if requested not in runs_on:
+        raise InputError(f"expected --provider among {', '.join(runs_on)} for a {precision} export, got {requested}")
+    if PROVIDERS[requested] not in available:
+        have = ", ".join(name for name, ep in PROVIDERS.items() if ep in available) or "none"
+        raise ProviderUnavailable(
+            f"the {requested} execution provider is not available in this onnxruntime (available: {have}); "
+            "install onnxruntime-gpu with matching CUDA/TensorRT libraries, or use --provider cpu"
+        )
+    return requested
+
+
+def _session_providers(provider: str, precision: str | None, device_id: int) -> list:
+    """ORT's provider list: the chosen one first, then what runs the nodes it does not take."""
+    cuda = (PROVIDERS["cuda"], {"device_id": device_id})
+    if provider == "tensorrt":
+        cache = Path.home() / ".cache" / "uner" / "tensorrt"  # engines take minutes to build: keep them
+        options = {"device_id": device_id, "trt_fp16_enable": precision == "fp16",
+                   "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+        return [(PROVIDERS["tensorrt"], options), cuda, PROVIDERS["cpu"]]
+    if provider == "cuda":
+        return [cuda, PROVIDERS["cpu"]]
+    return [PROVIDERS["cpu"]]
+
+
+@dataclass(frozen=True)
+class DecoderIO:
+    """The names and shapes of a decoder-with-past graph, read from the session."""
+
+    past: tuple[str, ...]
+    present: tuple[str, ...]
+    kv_dtype: type
+    kv_heads: int
+    head_dim: int
+    position_ids: bool
+    use_cache_branch: bool
+
+    @classmethod
+    def from_session(cls, session, layout: OnnxLayout) -> DecoderIO:
+        inputs = {i.name: i for i in session.get_inputs()}
+        outputs = [o.name for o in session.get_outputs()]
+        missing = [n for n in ("input_ids", "attention_mask") if n not in inputs] + (["logits"] if "logits" not in outputs else [])
+        past = tuple(n for n in inputs if n.startswith(_PAST_PREFIX))
+        if missing or not past:
+            what = ", ".join(missing + ([] if past else ["past_key_values.* (a KV-cache export)"]))
+            raise ModelNotFound(f"expected a decoder with {what} in {layout.model_file}")
+        present = tuple(_PRESENT_PREFIX + n.removeprefix(_PAST_PREFIX) for n in past)
+        if absent := [n for n in present if n not in outputs]:
+            raise ModelNotFound(f"expected outputs {', '.join(absent)} in {layout.model_file}")
+        kv = inputs[past[0]]
+        kv_type = _NUMPY_TYPES.get(kv.type)
+        if kv_type is None:
+            raise ModelNotFound(f"expected a float or float16 KV cache, got {kv.type} in {layout.model_file}")
+        heads, head_dim = _kv_shape(kv.shape, layout.folder)
+        return cls(past, present, kv_type, heads, head_dim, "position_ids" in inputs, "use_cache_branch" in inputs)
+
+
+def _kv_shape(shape: list, folder: Path) -> tuple[int, int]:
+    """KV heads and head size: from the graph when static, else from the folder's configs."""
+    heads, head_dim = shape[1], shape[3]
+    if isinstance(heads, int) and isinstance(head_dim, int):
+        return heads, head_dim
+    decoder = _read_json(folder / "genai_config.json").get("model", {}).get("decoder", {})
+    config = _read_json(folder / "config.json")
+    n_heads = decoder.get("num_attention_heads") or config.get("num_attention_heads")
+    if not isinstance(heads, int):
+        heads = decoder.get("num_key_value_heads") or config.get("num_key_value_heads") or n_heads
+    if not isinstance(head_dim, int):
+        head_dim = decoder.get("head_size") or config.get("head_dim") or (
+            config["hidden_size"] // n_heads if n_heads and "hidden_size" in config else None
+        )
+    if not heads or not head_dim:
+        raise ModelNotFound(f"expected genai_config.json or config.json giving the KV-cache shape in {folder}")
+    return int(heads), int(head_dim)
+
+
+class OnnxExtractor(GenerativeExtractor):
+    """UniNER on ONNX Runtime.
+
+    Args:
+        path: an ONNX export folder (ours, onnxruntime-genai's or optimum's) or its ``.onnx`` file.
+        provider: ``auto`` (tensorrt -> cuda -> cpu, as available) or one of them, forced.
+        n_threads: intra-op CPU threads; ``None`` lets ONNX Runtime use all cores.
+        device_id: GPU index for cuda/tensorrt.
+    """
+
+    name = "onnx"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        provider: str = "auto",
+        n_threads: int | None = None,
+        device_id: int = 0,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    ) -> None:
+        super().__init__(max_new_tokens)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable("onnx", "onnxruntime", "onnx") from exc
+        self._ort = ort
+        self.layout = read_layout(path)
+        self.provider = choose_provider(provider, self.layout.precision, ort.get_available_providers())
+        if self.provider not in self.layout.providers:
+            logger.warning("this %s export is built for %s; running it on %s", self.layout.precision,
+                           "/".join(self.layout.providers), self.provider)
+        self._device = ("cpu", 0) if self.provider == "cpu" else ("cuda", device_id)
+        self.session = self._open_session(ort, n_threads, device_id)
+        self.io = DecoderIO.from_session(self.session, self.layout)
+        self._tokenizer = FolderTokenizer(self.layout.folder, "onnx", "onnx")
+        self.eos_id = self._tokenizer.eos_id
+        self.bos_id = self._tokenizer.bos_id
+        self.context_length = self.layout.context_length
+
+    def _open_session(self, ort, n_threads: int | None, device_id: int):
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # ORT's per-node warnings are noise for users
+        if n_threads:
+            options.intra_op_num_threads = n_threads
+        providers = _session_providers(self.provider, self.layout.precision, device_id)
+        try:
+            session = ort.InferenceSession(str(self.layout.model_file), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for unreadable/missing files
+            raise ModelNotFound(f"expected a loadable ONNX model at {self.layout.model_file}, got: {str(exc).splitlines()[0]}") from exc
+        if session.get_providers()[0] != PROVIDERS[self.provider]:
+            raise ProviderUnavailable(
+                f"onnxruntime could not start the {self.provider} execution provider (it fell back to "
+                f"{session.get_providers()[0]}); check the CUDA/TensorRT libraries, or use --provider cpu"
+            )
+        return session
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tokenizer.decode(ids)
+
+    def _empty_past(self) -> list:
+        empty = np.zeros((1, self.io.kv_heads, 0, self.io.head_dim), dtype=self.io.kv_dtype)
+        value = self._ort.OrtValue.ortvalue_from_numpy(empty, *self._device)
+        return [value] * len(self.io.past)
+
+    def _step(self, binding, step_ids: list[int], past: list, past_len: int) -> tuple[int, list]:
+        """One forward pass over ``step_ids``: the greedy next token and the new KV cache."""
+        total = past_len + len(step_ids)
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        binding.bind_cpu_input("input_ids", np.array([step_ids], dtype=np.int64))
+        binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
+        if self.io.position_ids:
+            binding.bind_cpu_input("position_ids", np.arange(past_len, total, dtype=np.int64)[None])
+        if self.io.use_cache_branch:
+            binding.bind_cpu_input("use_cache_branch", np.array([past_len > 0]))
+        for name, value in zip(self.io.past, past):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output("logits", "cpu")
+        for name in self.io.present:
+            binding.bind_output(name, *self._device)
+        self.session.run_with_iobinding(binding)
+        outputs = binding.get_outputs()
+        logits = outputs[0].numpy()
+        return int(np.argmax(logits[0, -1])), outputs[1:]
+
+    def generate(self, prompt_ids: Sequence[int]) -> list[int]:
+        binding = self.session.io_binding()
+        past, step_ids, generated = self._empty_past(), list(prompt_ids), []
+        past_len = 0
+        while len(generated) < self.max_new_tokens:
+            token, past = self._step(binding, step_ids, past, past_len)
+            past_len += len(step_ids)
+            if token == self.eos_id:
+                break
+            generated.append(token)
+            step_ids = [token]
+        return generated
+
+    def _release(self) -> None:
+        self.session = None

@@ -1,0 +1,121 @@
+"""Tokenization of a model folder without transformers, shared by the torch and ONNX backends.
+
+LLaMA folders with ``tokenizer.model`` are tokenized by SentencePiece itself, as UniNER's
+training did: transformers 5's LlamaTokenizer is a `tokenizers` port that splits runs of spaces
+differently. Other folders (byte-level BPE such as SmolLM2) use ``tokenizer.json`` through the
+`tokenizers` library, the engine transformers runs underneath. Neither needs torch, so an edge
+install of the ONNX backend tokenizes exactly like the reference.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from runtimes.errors import BackendUnavailable, ModelNotFound
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"expected readable JSON in {path}, got {type(exc).__name__}: {exc}") from exc
+
+
+def _token_text(value: object) -> str | None:
+    """A special token as written in tokenizer_config.json: a string or ``{"content": ...}``."""
+    if isinstance(value, dict):
+        return value.get("content")
+    return value if isinstance(value, str) else None
+
+
+def is_sentencepiece_llama(folder: Path) -> bool:
+    """True when ``folder`` holds a LLaMA SentencePiece tokenizer (rather than a BPE tokenizer.json)."""
+    if not (folder / "tokenizer.model").is_file():
+        return False
+    config = _read_json(folder / "tokenizer_config.json")
+    tokenizer_class = config.get("tokenizer_class", "")
+    return not config or tokenizer_class.startswith("LlamaTokenizer") or not (folder / "tokenizer.json").is_file()
+
+
+class _SentencePiece:
+    def __init__(self, folder: Path, backend: str, extra: str) -> None:
+        try:
+            import sentencepiece
+        except ImportError as exc:
+            raise BackendUnavailable(backend, "sentencepiece", extra) from exc
+        self._sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
+        config = _read_json(folder / "tokenizer_config.json")
+        self.bos_id = self._sp.bos_id() if config.get("add_bos_token", True) and self._sp.bos_id() >= 0 else None
+
+    def encode(self, text: str) -> list[int]:
+        return self._sp.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._sp.decode(list(ids))
+
+    def token_id(self, token: str) -> int | None:
+        piece = self._sp.piece_to_id(token)
+        return piece if piece != self._sp.unk_id() or token == self._sp.id_to_piece(piece) else None
+
+
+class _TokenizersJson:
+    def __init__(self, folder: Path, backend: str, extra: str) -> None:
+        try:
+            from tokenizers import Tokenizer
+        except ImportError as exc:
+            raise BackendUnavailable(backend, "tokenizers", extra) from exc
+        self._tk = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        with_special = self._tk.encode("a", add_special_tokens=True).ids
+        without = self._tk.encode("a", add_special_tokens=False).ids
+        # BOS counts only if the tokenizer's own post-processing prepends it, as in transformers.
+        self.bos_id = with_special[0] if len(with_special) > len(without) else None
+
+    def encode(self, text: str) -> list[int]:
+        return self._tk.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tk.decode(list(ids), skip_special_tokens=True)
+
+    def token_id(self, token: str) -> int | None:
+        return self._tk.token_to_id(token)
+
+
+class FolderTokenizer:
+    """The tokenizer of a HF-style model folder: ``encode``, ``decode``, ``eos_id``, ``bos_id``.
+
+    Args:
+        folder: holds ``tokenizer.model`` and/or ``tokenizer.json`` (+ ``tokenizer_config.json``).
+        backend, extra: named in the install hint when a tokenizer package is missing.
+    """
+
+    def __init__(self, folder: str | Path, backend: str = "onnx", extra: str = "onnx") -> None:
+        folder = Path(folder)
+        if is_sentencepiece_llama(folder):
+            self._impl: _SentencePiece | _TokenizersJson = _SentencePiece(folder, backend, extra)
+        elif (folder / "tokenizer.json").is_file():
+            self._impl = _TokenizersJson(folder, backend, extra)
+        else:
+            raise ModelNotFound(f"expected tokenizer.model or tokenizer.json in {folder}, got neither")
+        self.bos_id: int | None = self._impl.bos_id
+        self.eos_id: int = self._eos_id(folder)
+
+    def _eos_id(self, folder: Path) -> int:
+        token = _token_text(_read_json(folder / "tokenizer_config.json").get("eos_token"))
+        token = token or _token_text(_read_json(folder / "special_tokens_map.json").get("eos_token"))
+        if token is not None and (found := self._impl.token_id(token)) is not None:
+            return found
+        for name in ("generation_config.json", "config.json"):
+            value = _read_json(folder / name).get("eos_token_id")
+            if value is not None:
+                return int(value[0] if isinstance(value, list) else value)
+        raise ModelNotFound(f"expected an eos_token in {folder}/tokenizer_config.json, got none")
+
+    def encode(self, text: str) -> list[int]:
+        return self._impl.encode(text)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._impl.decode(ids)

@@ -1,0 +1,102 @@
+"""The streaming int4/int8 pass: same bytes as onnxruntime's quantizer, correct tied embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from toolkit.onnx_quantize import block_quantize, quantize_onnx
+
+
+def save_with_external_data(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0)
+    return path
+
+
+def matmul_model(weight: np.ndarray) -> onnx.ModelProto:
+    k, n = weight.shape
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="/proj/MatMul")],
+        "matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", n])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+def tied_model(weight: np.ndarray) -> onnx.ModelProto:
+    """ids -> Transpose(W) -> Gather -> MatMul(W): the builder's tied-embedding float graph."""
+    k, n = weight.shape
+    graph = helper.make_graph(
+        [
+            helper.make_node("Transpose", ["W"], ["WT"], name="/embed/Transpose"),
+            helper.make_node("Gather", ["WT", "ids"], ["h"], name="/embed/Gather"),
+            helper.make_node("MatMul", ["h", "W"], ["y"], name="/lm_head/MatMul"),
+        ],
+        "tied",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, "s"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", n])],
+        [numpy_helper.from_array(weight, "W")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+def dequantize(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
+    """Independent reading of the MatMulNBits int4 layout: low nibble first, zero point 8."""
+    low, high = packed & 0x0F, packed >> 4
+    values = np.stack([low, high], axis=-1).reshape(packed.shape[0], packed.shape[1], -1).astype(np.float32) - 8
+    return (values * scales[:, :, None]).reshape(packed.shape[0], -1)[:, :k].T  # [K, N]
+
+
+def run(path: Path, feeds: dict) -> np.ndarray:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("bits", [4, 8])
+def test_streaming_pass_writes_the_bytes_onnxruntimes_quantizer_writes(tmp_path, bits):
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    weight = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
+    source = save_with_external_data(matmul_model(weight), tmp_path / "fp32.onnx")
+    quantize_onnx(source, tmp_path / "ours.onnx", bits, 32, accuracy_level=4)
+    theirs = MatMulNBitsQuantizer(matmul_model(weight), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4)
+    theirs.process()
+    expected = {t.name: numpy_helper.to_array(t) for t in theirs.model.model.graph.initializer}
+    ours = {t.name: numpy_helper.to_array(t, base_dir=str(tmp_path)) for t in onnx.load(str(tmp_path / "ours.onnx")).graph.initializer}
+    assert set(ours) == set(expected) == {f"W_Q{bits}", "W_scales"}
+    for name in expected:
+        np.testing.assert_array_equal(ours[name], expected[name])
+    x = np.random.default_rng(1).standard_normal((1, 5, 64)).astype(np.float32)
+    onnx.save(theirs.model.model, str(tmp_path / "theirs.onnx"))
+    np.testing.assert_array_equal(run(tmp_path / "ours.onnx", {"x": x}), run(tmp_path / "theirs.onnx", {"x": x}))
+
+
+def test_tied_embedding_reads_the_int4_lm_head_with_padding_sliced_off(tmp_path):
+    k, n = 40, 24  # K = 40 is not a multiple of the 32 block: rows are padded, then sliced
+    weight = np.random.default_rng(2).standard_normal((k, n)).astype(np.float32)
+    source = save_with_external_data(tied_model(weight), tmp_path / "fp32.onnx")
+    quantize_onnx(source, tmp_path / "int4.onnx", 4, 32, accuracy_level=None)
+    ops = [node.op_type for node in onnx.load(str(tmp_path / "int4.onnx"), load_external_data=False).graph.node]
+    assert ops == ["Reshape", "GatherBlockQuantized", "Slice", "MatMulNBits"]
+    packed, scales = block_quantize(weight, 4, 32)
+    reference = save_with_external_data(tied_model(dequantize(packed, scales, k)), tmp_path / "reference.onnx")
+    ids = np.array([[0, 5, 23, 7]], dtype=np.int64)
+    np.testing.assert_allclose(run(tmp_path / "int4.onnx", {"ids": ids}), run(reference, {"ids": ids}), rtol=1e-5, atol=1e-5)
+
+
+def test_int8_keeps_a_float_embedding_for_a_tied_lm_head(tmp_path):
+    weight = np.random.default_rng(3).standard_normal((32, 16)).astype(np.float32)
+    source = save_with_external_data(tied_model(weight), tmp_path / "fp32.onnx")
+    quantize_onnx(source, tmp_path / "int8.onnx", 8, 32)
+    graph = onnx.load(str(tmp_path / "int8.onnx"), load_external_data=False).graph
+    assert [node.op_type for node in graph.node] == ["Transpose", "Gather", "MatMulNBits"]
+    assert {t.name for t in graph.initializer} == {"W", "W_Q8", "W_scales"}
+    ids = np.array([[1, 2]], dtype=np.int64)
+    expected = weight.T[[1, 2]] @ weight
+    np.testing.assert_allclose(run(tmp_path / "int8.onnx", {"ids": ids})[0], expected, rtol=0.05, atol=0.05)
