@@ -31,6 +31,7 @@ VARIANTS = {  # name -> export_onnx arguments
     "fp32": {"precision": "fp32"},
     "fp16": {"precision": "fp16"},
     "int8": {"precision": "int8"},
+    "int8-fp32acc": {"precision": "int8", "accuracy_level": 1},
     "int4-b32": {"precision": "int4"},
     "int4-b16": {"precision": "int4", "block_size": 16},
     "int4-b64": {"precision": "int4", "block_size": 64},

@@ -31,7 +31,7 @@ from toolkit.checkpoint import HFCheckpoint
 from toolkit.constants import TOOL_NAME
 from toolkit.errors import CheckpointError, OutputExists
 from toolkit.onnx_quantize import quantize_onnx
-from toolkit.files import sha256_file, write_json_atomic
+from toolkit.files import umask, sha256_file, write_json_atomic
 from toolkit.mapped_model import builder_uses, mapped_llama
 
 logger = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def export_onnx(
             "builder": f"onnxruntime-genai {_builder_version()}",
             "prompt_template": TEMPLATE,
         })
-        os.chmod(building, 0o755)
+        os.chmod(building, 0o777 & ~umask())  # mkdtemp makes it private; outputs are ordinary folders
         _move_into_place(building, final)
     finally:
         shutil.rmtree(building, ignore_errors=True)

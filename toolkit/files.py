@@ -16,7 +16,7 @@ MANIFEST = "manifest.json"
 _CHUNK = 8 * 1024 * 1024
 
 
-def _umask() -> int:
+def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -51,7 +51,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; outputs are ordinary files
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp creates 0600; outputs are ordinary files
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
