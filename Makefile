@@ -27,6 +27,9 @@ demo: $(STAMP)
 	$(VENV)/bin/uner-export gguf $(DEMO_MODEL) --out $(DEMO_OUT) --outtype f16 --quant q8_0,q4_k_m --force
 	$(VENV)/bin/uner extract --model $(DEMO_OUT)/SmolLM2-135M-Instruct.Q4_K_M.gguf \
 		--labels person,organization,location,award --raw --text "$(DEMO_TEXT)"
+	$(VENV)/bin/uner-export onnx $(DEMO_MODEL) --out $(DEMO_OUT)/onnx-int4 --precision int4 --force
+	$(VENV)/bin/uner extract --model $(DEMO_OUT)/onnx-int4 \
+		--labels person,organization,location,award --raw --text "$(DEMO_TEXT)"
 
 test: $(STAMP)
 	$(PY) -m pytest
