@@ -175,3 +175,27 @@ def test_export_cli_refuses_unsupported_combinations_before_any_work(tiny_spm_hf
     code, _, err = run(uner_export, ["onnx", tiny_spm_hf, "--out", tmp_path / "x", *args], capsys)
     assert_one_line_error(code, err, message)
     assert not (tmp_path / "x").exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("storage", ["bf16-safetensors", "fp16-pickle"])
+def test_bf16_and_pickled_checkpoints_export_with_torch_parity(tiny_spm_hf, tmp_path, storage):
+    # UniNER's own releases are pytorch_model-*.bin; fine-tunes are often bf16.
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from toolkit.export_onnx import export_onnx
+
+    source = tmp_path / storage
+    dtype = torch.bfloat16 if storage.startswith("bf16") else torch.float16
+    model = LlamaForCausalLM.from_pretrained(tiny_spm_hf, dtype=dtype)
+    if storage.endswith("pickle"):
+        source.mkdir()
+        model.config.save_pretrained(source)
+        torch.save(model.state_dict(), source / "pytorch_model.bin")
+    else:
+        model.save_pretrained(source)
+    for name in ("tokenizer.model", "tokenizer_config.json"):
+        shutil.copy(tiny_spm_hf / name, source / name)
+    folder = export_onnx(source, tmp_path / "onnx", "fp32", allow_pickle=True, progress=False).folder
+    with TorchExtractor(source) as reference, OnnxExtractor(folder) as candidate:
+        assert greedy_mismatches(reference, candidate, crossner_queries(per_domain=2)) == []

@@ -35,6 +35,10 @@ Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 Device = Enum("Device", {name: name for name in reversed(PROVIDERS)}, type=str)
 
 
+AllowPickleOpt = Annotated[
+    bool, typer.Option("--allow-pickle", help="Accept pytorch_model*.bin (unpickling runs code: trusted files only).")
+]
+
 app = typer_factory("Export UniNER checkpoints to GGUF or ONNX and quantize them.")
 
 
@@ -47,9 +51,7 @@ def gguf(
         str, typer.Option("--quant", help="Comma-separated llama.cpp quant types to build from it.", show_default=False)
     ] = "",
     name: Annotated[str | None, typer.Option("--name", help="Model name in file names (default: folder name).", show_default=False)] = None,
-    allow_pickle: Annotated[
-        bool, typer.Option("--allow-pickle", help="Accept pytorch_model*.bin (unpickling runs code: trusted files only).")
-    ] = False,
+    allow_pickle: AllowPickleOpt = False,
     force: ForceOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -82,14 +84,16 @@ def onnx(
         typer.Option("--accuracy-level", help="int4/int8 MatMulNBits compute: 1 fp32, 2 fp16, 3 bf16, 4 int8 (CPU default 4).", show_default=False),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False)] = None,
+    allow_pickle: AllowPickleOpt = False,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
-    """Export a HF checkpoint to an ONNX Runtime folder with KV cache; writes manifest.json."""
+    """Export a HF checkpoint to an ONNX Runtime folder (KV cache); writes manifest.json."""
     setup_logging(quiet)
     result = export_onnx(
         source, out, precision.value, device.value if device else None,
-        block_size=block_size, accuracy_level=accuracy_level, name=name, force=force, progress=not quiet,
+        block_size=block_size, accuracy_level=accuracy_level, name=name, allow_pickle=allow_pickle,
+        force=force, progress=not quiet,
     )
     typer.echo(str(result.folder))
 

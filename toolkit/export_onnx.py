@@ -150,15 +150,6 @@ def _build_graph(
     shutil.rmtree(stage)
 
 
-def _check_loadable_by_transformers(checkpoint: HFCheckpoint) -> None:
-    """The builder loads weights through transformers, which needs an index for shards."""
-    shards = [p for p in checkpoint.weight_files if p.suffix == ".safetensors"]
-    if len(shards) > 1 and not (checkpoint.folder / "model.safetensors.index.json").is_file():
-        raise CheckpointError(
-            f"expected model.safetensors.index.json beside the {len(shards)} safetensors shards in {checkpoint.folder}"
-        )
-
-
 def _opsets(model_file: Path) -> dict[str, int]:
     import onnx
 
@@ -203,6 +194,7 @@ def export_onnx(
     block_size: int | None = None,
     accuracy_level: int | None = None,
     name: str | None = None,
+    allow_pickle: bool = False,
     force: bool = False,
     progress: bool = True,
 ) -> OnnxExport:
@@ -213,6 +205,7 @@ def export_onnx(
         device: ``cpu``, ``cuda`` or ``tensorrt``; default: the precision's natural target.
         block_size: int4/int8 quantization block (default 32); weight-only, symmetric, per block of K.
         accuracy_level: int4/int8 MatMulNBits compute type (4 = int8 activations, the CPU default).
+        allow_pickle: also read ``pytorch_model*.bin`` (as UniNER's own releases are); trusted files only.
 
     >>> export_onnx("UniNER-7B-type", "out/onnx-int4", "int4").folder  # doctest: +SKIP
     PosixPath('out/onnx-int4')
@@ -220,8 +213,7 @@ def export_onnx(
     device = device or default_device(precision)
     check_export_target(precision, device)
     quantization = weight_quantization(precision, device, block_size, accuracy_level)
-    checkpoint = HFCheckpoint(source)
-    _check_loadable_by_transformers(checkpoint)
+    checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)
     final = Path(out_dir)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not force:
         raise OutputExists(f"expected a new or empty output folder, got existing {final}: pass --force to overwrite")
