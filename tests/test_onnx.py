@@ -53,8 +53,8 @@ def test_fp16_export_runs_on_cpu_close_to_torch(torch_smollm2, smollm2_onnx, cap
     assert "built for tensorrt/cuda; running it on cpu" in caplog.text
 
 
-@pytest.mark.parametrize("precision", ["int8", "int4"])
-def test_quantized_exports_run_through_the_cli_and_give_parseable_output(smollm2_onnx, capsys, precision):
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "int4"])
+def test_every_precision_runs_through_the_cli_and_gives_parseable_output(smollm2_onnx, capsys, precision):
     code, out, err = run(uner, ["extract", "-m", smollm2_onnx[precision], "-l", "person,location",
                                 "-t", "Barack Obama visited Paris.", "--json", "--raw", "--max-new-tokens", "24"], capsys)
     assert code == 0, err
