@@ -63,3 +63,30 @@ def encode_prompt(
     ids.append(eos_id)
     ids += tokenize(question_turn(label))
     return ids
+
+
+def encode_conversation(
+    text: str,
+    answers: Sequence[tuple[str, str]],
+    tokenize: Callable[[str], Sequence[int]],
+    eos_id: int,
+    bos_id: int | None,
+) -> tuple[list[int], list[bool]]:
+    """A multi-turn training conversation (one passage, one question per entity type), as ids
+    and a loss mask that is True on each answer and the EOS closing it (UniNER's training).
+
+    The passage and each question are tokenized exactly as :func:`encode_prompt` does; an
+    answer is tokenized as the continuation of its question (``question + " " + answer``
+    minus the question's own ids), which is what the model produces after ``ASSISTANT:``.
+    """
+    ids = ([bos_id] if bos_id is not None else []) + list(tokenize(text_turn(text))) + [eos_id]
+    mask = [False] * len(ids)
+    for label, answer in answers:
+        question = list(tokenize(question_turn(label)))
+        joined = list(tokenize(f"{question_turn(label)} {answer}"))
+        if joined[: len(question)] != question:
+            raise ValueError(f"the answer {answer!r} changes how the question for {label!r} tokenizes")
+        reply = joined[len(question):] + [eos_id]
+        ids += question + reply
+        mask += [False] * len(question) + [True] * len(reply)
+    return ids, mask
