@@ -17,6 +17,7 @@ from toolkit.pipeline import export_gguf_ladder
 GGUF_EXAMPLES = f"""
 Examples:
   uner-export gguf ./UniNER-7B-type --out ./out --outtype f16 --quant q8_0,q4_k_m
+  uner-export gguf ./SmolLM2-135M-Instruct --adapter bench/uniner_smol/adapter --name uniner-smol-135m --out ./out
 
 Quant types: {", ".join(QUANT_TYPES)}
 """
@@ -39,6 +40,11 @@ AllowPickleOpt = Annotated[
     bool, typer.Option("--allow-pickle", help="Accept pytorch_model*.bin (unpickling runs code: trusted files only).")
 ]
 
+AdapterOpt = Annotated[
+    Path | None,
+    typer.Option("--adapter", help="PEFT LoRA adapter folder to merge into SOURCE before converting.", show_default=False),
+]
+
 app = typer_factory("Export UniNER checkpoints to GGUF or ONNX and quantize them.")
 
 
@@ -51,6 +57,7 @@ def gguf(
         str, typer.Option("--quant", help="Comma-separated llama.cpp quant types to build from it.", show_default=False)
     ] = "",
     name: Annotated[str | None, typer.Option("--name", help="Model name in file names (default: folder name).", show_default=False)] = None,
+    adapter: AdapterOpt = None,
     allow_pickle: AllowPickleOpt = False,
     force: ForceOpt = False,
     threads: ThreadsOpt = None,
@@ -60,7 +67,7 @@ def gguf(
     setup_logging(quiet)
     result = export_gguf_ladder(
         source, out, outtype, quant,
-        name=name, allow_pickle=allow_pickle, force=force, n_threads=threads, progress=not quiet,
+        name=name, adapter=adapter, allow_pickle=allow_pickle, force=force, n_threads=threads, progress=not quiet,
     )
     for path in [*result.files, result.manifest]:
         typer.echo(str(path))
@@ -84,6 +91,7 @@ def onnx(
         typer.Option("--accuracy-level", help="int4/int8 MatMulNBits compute: 1 fp32, 2 fp16, 3 bf16, 4 int8 (CPU default 4).", show_default=False),
     ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False)] = None,
+    adapter: AdapterOpt = None,
     allow_pickle: AllowPickleOpt = False,
     force: ForceOpt = False,
     quiet: QuietOpt = False,
@@ -92,7 +100,7 @@ def onnx(
     setup_logging(quiet)
     result = export_onnx(
         source, out, precision.value, device.value if device else None,
-        block_size=block_size, accuracy_level=accuracy_level, name=name, allow_pickle=allow_pickle,
+        block_size=block_size, accuracy_level=accuracy_level, name=name, adapter=adapter, allow_pickle=allow_pickle,
         force=force, progress=not quiet,
     )
     typer.echo(str(result.folder))

@@ -27,6 +27,7 @@ from runtimes import __version__
 from runtimes.errors import InputError
 from runtimes.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, check_export_target
 from runtimes.prompt import TEMPLATE
+from toolkit.adapter import merged_source
 from toolkit.checkpoint import HFCheckpoint
 from toolkit.constants import TOOL_NAME
 from toolkit.errors import CheckpointError, OutputExists
@@ -185,39 +186,11 @@ def _move_into_place(built: Path, final: Path) -> None:
         os.replace(built, final)
 
 
-def export_onnx(
-    source: str | Path,
-    out_dir: str | Path,
-    precision: str = "int4",
-    device: str | None = None,
-    *,
-    block_size: int | None = None,
-    accuracy_level: int | None = None,
-    name: str | None = None,
-    allow_pickle: bool = False,
-    force: bool = False,
-    progress: bool = True,
-) -> OnnxExport:
-    """Export ``source`` (a HF LLaMA folder) to an ONNX Runtime folder ``out_dir``.
-
-    Args:
-        precision: ``fp32`` (reference), ``fp16`` (GPU), ``int8`` or ``int4`` (weight-only).
-        device: ``cpu``, ``cuda`` or ``tensorrt``; default: the precision's natural target.
-        block_size: int4/int8 quantization block (default 32); weight-only, symmetric, per block of K.
-        accuracy_level: int4/int8 MatMulNBits compute type (4 = int8 activations, the CPU default).
-        allow_pickle: also read ``pytorch_model*.bin`` (as UniNER's own releases are); trusted files only.
-
-    >>> export_onnx("UniNER-7B-type", "out/onnx-int4", "int4").folder  # doctest: +SKIP
-    PosixPath('out/onnx-int4')
-    """
-    device = device or default_device(precision)
-    check_export_target(precision, device)
-    quantization = weight_quantization(precision, device, block_size, accuracy_level)
-    checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)
-    final = Path(out_dir)
-    if final.exists() and (not final.is_dir() or any(final.iterdir())) and not force:
-        raise OutputExists(f"expected a new or empty output folder, got existing {final}: pass --force to overwrite")
-    final.parent.mkdir(parents=True, exist_ok=True)
+def _build_folder(
+    checkpoint: HFCheckpoint, final: Path, precision: str, device: str,
+    quantization: WeightQuantization | None, fields: dict, progress: bool,
+) -> Path:
+    """Build the export in a hidden .partial folder and rename it to ``final`` when complete."""
     building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
     try:
         logger.info("building %s ONNX for %s from %s", precision, device, checkpoint.folder)
@@ -227,8 +200,7 @@ def export_onnx(
         manifest = _write_manifest(building, {
             "tool": TOOL_NAME,
             "tool_version": __version__,
-            "model": name or checkpoint.name,
-            "source": str(source),
+            **fields,
             "format": "onnx",
             "precision": precision,
             "device": device,
@@ -243,6 +215,48 @@ def export_onnx(
         _move_into_place(building, final)
     finally:
         shutil.rmtree(building, ignore_errors=True)
+    return final / MANIFEST
+
+
+def export_onnx(
+    source: str | Path,
+    out_dir: str | Path,
+    precision: str = "int4",
+    device: str | None = None,
+    *,
+    block_size: int | None = None,
+    accuracy_level: int | None = None,
+    name: str | None = None,
+    adapter: str | Path | None = None,
+    allow_pickle: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> OnnxExport:
+    """Export ``source`` (a HF LLaMA folder) to an ONNX Runtime folder ``out_dir``.
+
+    Args:
+        precision: ``fp32`` (reference), ``fp16`` (GPU), ``int8`` or ``int4`` (weight-only).
+        device: ``cpu``, ``cuda`` or ``tensorrt``; default: the precision's natural target.
+        block_size: int4/int8 quantization block (default 32); weight-only, symmetric, per block of K.
+        accuracy_level: int4/int8 MatMulNBits compute type (4 = int8 activations, the CPU default).
+        adapter: a PEFT LoRA folder merged into ``source`` before export.
+        allow_pickle: also read ``pytorch_model*.bin`` (as UniNER's own releases are); trusted files only.
+
+    >>> export_onnx("UniNER-7B-type", "out/onnx-int4", "int4").folder  # doctest: +SKIP
+    PosixPath('out/onnx-int4')
+    """
+    device = device or default_device(precision)
+    check_export_target(precision, device)
+    quantization = weight_quantization(precision, device, block_size, accuracy_level)
+    model_name = name or HFCheckpoint(source, allow_pickle=allow_pickle).name
+    final = Path(out_dir)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())) and not force:
+        raise OutputExists(f"expected a new or empty output folder, got existing {final}: pass --force to overwrite")
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with merged_source(source, adapter, final.parent) as merged:
+        checkpoint = HFCheckpoint(merged, allow_pickle=allow_pickle)
+        fields = {"model": model_name, "source": str(source), "adapter": str(adapter) if adapter else None}
+        manifest = _build_folder(checkpoint, final, precision, device, quantization, fields, progress)
     logger.info("wrote %s", final)
     return OnnxExport(final, precision, device, final / manifest.name)
 

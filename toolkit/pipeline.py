@@ -8,6 +8,7 @@ from pathlib import Path
 
 from runtimes import __version__
 from runtimes.prompt import TEMPLATE
+from toolkit.adapter import merged_source
 from toolkit.checkpoint import HFCheckpoint
 from toolkit.constants import TOOL_NAME, OutType, gguf_file_name
 from toolkit.files import MANIFEST, check_writable, update_manifest
@@ -37,6 +38,7 @@ def export_gguf_ladder(
     quants: str | list[str] | None = None,
     *,
     name: str | None = None,
+    adapter: str | Path | None = None,
     allow_pickle: bool = False,
     force: bool = False,
     n_threads: int | None = None,
@@ -45,7 +47,8 @@ def export_gguf_ladder(
     """Convert ``source`` to GGUF ``outtype``, quantize it to each of ``quants``, write manifest.json.
 
     Every input is checked before anything is written: the checkpoint, the quant names and
-    whether outputs exist (refused unless ``force``).
+    whether outputs exist (refused unless ``force``). ``adapter``: a PEFT LoRA folder merged
+    into ``source`` first.
 
     >>> export_gguf_ladder("UniNER-7B-type", "out", "f16", "q8_0,q4_k_m").files  # doctest: +SKIP
     [PosixPath('out/UniNER-7B-type.F16.gguf'), PosixPath('out/UniNER-7B-type.Q8_0.gguf'), ...]
@@ -56,7 +59,8 @@ def export_gguf_ladder(
     out = Path(out_dir)
     planned = [out / gguf_file_name(model_name, kind) for kind in [outtype.value, *quant_list]]
     check_writable(planned, force)
-    base = export_gguf(source, out, outtype, name=model_name, allow_pickle=allow_pickle, progress=progress)
+    with merged_source(source, adapter, out) as merged:
+        base = export_gguf(merged, out, outtype, name=model_name, allow_pickle=allow_pickle, progress=progress)
     quantized = quantize_ladder(base, model_name, quant_list, n_threads=n_threads, progress=progress)
     result = GGUFExport(base=base, quantized=quantized)
     result.manifest = update_manifest(
@@ -67,6 +71,7 @@ def export_gguf_ladder(
             "tool_version": __version__,
             "model": model_name,
             "source": str(source),
+            "adapter": str(adapter) if adapter else None,
             "format": "gguf",
             "prompt_template": TEMPLATE,
         },
