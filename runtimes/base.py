@@ -82,6 +82,9 @@ class GenerativeExtractor(ABC):
     eos_id: int
     bos_id: int | None
     context_length: int
+    #: seconds the last :meth:`generate` spent on the prompt (up to the first new token's
+    #: logits); the bench splits prompt and generation throughput with it.
+    last_prefill_seconds: float | None = None
 
     def __init__(self, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
         if max_new_tokens < 1:

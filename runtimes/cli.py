@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -81,7 +82,22 @@ def extract(
                 _print_plain(extraction, raw)
 
 
+def _add_plugin_commands() -> None:
+    """Commands other installed packages contribute (``uner.commands`` entry points), such as
+    ``uner bench`` from the bench package; runtimes itself imports none of them."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="uner.commands"):
+        try:
+            command = entry.load()
+        except ImportError as exc:  # a plugin whose dependencies are not installed
+            logging.getLogger(__name__).debug("skipping uner %s: %s", entry.name, exc)
+            continue
+        app.command(entry.name, epilog=getattr(command, "epilog", None))(command)
+
+
 def main(argv: list[str] | None = None) -> None:
+    _add_plugin_commands()
     run_app(app, argv)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -90,7 +91,9 @@ class LlamaCppExtractor(GenerativeExtractor):
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         self._llm.reset()
+        started = time.perf_counter()
         self._llm.eval(list(prompt_ids))
+        self.last_prefill_seconds = time.perf_counter() - started
         generated: list[int] = []
         for _ in range(self.max_new_tokens):
             token = int(np.argmax(self._last_logits()))

@@ -8,6 +8,7 @@ device between steps and only the last logits row comes back to the host.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,9 +205,11 @@ class OnnxExtractor(GenerativeExtractor):
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         binding = self.session.io_binding()
         past, step_ids, generated = self._empty_past(), list(prompt_ids), []
-        past_len = 0
+        past_len, started = 0, time.perf_counter()
         while len(generated) < self.max_new_tokens:
             token, past = self._step(binding, step_ids, past, past_len)
+            if past_len == 0:
+                self.last_prefill_seconds = time.perf_counter() - started
             past_len += len(step_ids)
             if token == self.eos_id:
                 break

@@ -6,6 +6,7 @@ shared with the ONNX backend, so both build the same prompt ids.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,24 @@ from runtimes.errors import BackendUnavailable, ModelNotFound
 from runtimes.tokenizer import FolderTokenizer
 
 _DTYPES = ("float32", "float16", "bfloat16")
+
+
+class _FirstTokenClock:
+    """A ``generate`` streamer that only notes when the first new token arrives."""
+
+    def __init__(self) -> None:
+        self._calls = 0
+        self._started = time.perf_counter()
+        self.prefill_seconds: float | None = None
+
+    def put(self, _ids) -> None:
+        self._calls += 1  # the first call carries the prompt, the second the first new token
+        if self._calls == 2:
+            self.prefill_seconds = time.perf_counter() - self._started
+
+    def end(self) -> None:
+        if self.prefill_seconds is None:
+            self.prefill_seconds = time.perf_counter() - self._started
 
 
 class TorchExtractor(GenerativeExtractor):
@@ -75,12 +94,15 @@ class TorchExtractor(GenerativeExtractor):
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         torch = self._torch
         input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self._device)
+        clock = _FirstTokenClock()
         with torch.inference_mode():
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=self._generation,
+                streamer=clock,
             )
+        self.last_prefill_seconds = clock.prefill_seconds
         new = output[0, input_ids.shape[1] :].tolist()
         return new[: new.index(self.eos_id)] if self.eos_id in new else new
 

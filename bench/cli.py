@@ -1,0 +1,90 @@
+"""``uner bench``: the command, and :func:`run_bench`, the library call behind it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from bench.machine import machine_info, versions
+from bench.report import markdown, plots, summarize, write_predictions
+from bench.suite import load_datasets, plan_variants, run_variant_isolated
+from runtimes._cli_utils import QuietOpt, ThreadsOpt, setup_logging
+from runtimes.base import DEFAULT_MAX_NEW_TOKENS
+from runtimes.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+BENCH_EXAMPLES = """
+Examples:
+  uner bench --reference ./uniner-smol-135m --candidate out/uniner-smol-135m.Q8_0.gguf \\
+      --candidate out/onnx-int4 --data ../shared/data/crossner_ai/CrossNER_AI.json --limit 300 --out bench/results/smol
+  uner bench --reference ./UniNER-7B-type --candidate out/UniNER-7B-type.Q4_K_M.gguf \\
+      --data ../shared/data/conll2003/test.txt --limit 100 --out bench/results/7b
+"""
+
+
+def run_bench(
+    reference: str,
+    candidates: list[str],
+    data: list[Path],
+    out: Path,
+    *,
+    limit: int | None = None,
+    baselines: bool = True,
+    threads: int | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> dict:
+    """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``."""
+    if not data:
+        raise InputError("expected at least one --data file, got none")
+    specs = plan_variants(reference, candidates, baselines)
+    datasets = load_datasets(data, limit)
+    out.mkdir(parents=True, exist_ok=True)
+    threads = threads or os.cpu_count() or 1
+    runs = [run_variant_isolated(spec, datasets, threads, max_new_tokens) for spec in specs]
+    machine = machine_info(threads)
+    results = {
+        "versions": versions(),
+        "machine": machine,
+        "data": {name: len(queries) for name, queries in datasets.items()},
+        "queries": sum(map(len, datasets.values())),
+        "limit": limit,
+        "max_new_tokens": max_new_tokens,
+        "variants": summarize(runs, machine["read_bandwidth_bytes_per_s"]),
+    }
+    write_predictions(out, runs)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    (out / "report.md").write_text(markdown(results), encoding="utf-8")
+    plots(out, results["variants"])
+    return results
+
+
+def bench(
+    reference: Annotated[str, typer.Option("--reference", "-r", help="Hugging Face folder (or Hub id) run on torch: the reference.", show_default=False)],
+    data: Annotated[list[Path], typer.Option("--data", "-d", help="UniNER eval JSON or CoNLL/BIO file (repeatable).", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results.json, report.md, plots.", show_default=False)],
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option("--candidate", "-c", help="An artifact to compare: GGUF file, ONNX folder, HF folder (repeatable).", show_default=False),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Queries per data file (deterministic sample).", show_default=False)] = None,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the naive per-query baselines.")] = False,
+    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Official UniNER F1, agreement with the reference, and speed against naive baselines, in one run."""
+    setup_logging(quiet)
+    results = run_bench(reference, candidate or [], data, out, limit=limit, baselines=not no_baselines,
+                        threads=threads, max_new_tokens=max_new_tokens)
+    if not quiet:
+        typer.echo(markdown(results))
+    typer.echo(str(out / "results.json"))
+
+
+bench.epilog = BENCH_EXAMPLES

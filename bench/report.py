@@ -1,0 +1,137 @@
+"""The bench's outputs: results.json, predictions-<variant>.jsonl, report.md and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+from bench.scoring import score_by_dataset
+from bench.suite import VariantRun
+
+logger = logging.getLogger(__name__)
+
+
+def _speed(run: VariantRun) -> dict:
+    predictions = run.predictions
+    seconds = sum(p.seconds for p in predictions)
+    prefill = sum(p.prefill_seconds for p in predictions)
+    generated = sum(p.generated_tokens for p in predictions)
+    return {
+        "queries_per_s": len(predictions) / seconds if seconds else None,
+        "prompt_tokens_per_s": sum(p.prompt_tokens for p in predictions) / prefill if prefill else None,
+        "generated_tokens_per_s": generated / (seconds - prefill) if seconds - prefill > 0 else None,
+        "generated_tokens": generated,
+        "load_seconds": run.load_seconds,
+        "peak_rss_bytes": run.peak_rss_bytes,
+    }
+
+
+def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
+    """One entry per variant: scores against the first run (the reference) and speed ratios
+    against the naive baselines measured in the same run."""
+    reference = runs[0].predictions
+    by_name = {run.spec.name: _speed(run) for run in runs}
+    variants = []
+    for index, run in enumerate(runs):
+        scores = score_by_dataset(run.predictions, None if index == 0 else reference)
+        speed = by_name[run.spec.name]
+        bound = bandwidth / run.weights_bytes if run.weights_bytes else None
+        entry = {
+            "name": run.spec.name, "path": run.spec.path, "backend": run.backend, "kind": run.spec.kind,
+            "f1": scores["average"].f1,
+            "delta_f1": 0.0 if index == 0 else scores["average"].delta_f1,
+            "agreement": 100.0 if index == 0 else scores["average"].agreement,
+            "datasets": {name: score.to_dict() for name, score in scores.items() if name != "average"},
+            **speed,
+            "size_bytes": run.size_bytes,
+            "weights_bytes_per_token": run.weights_bytes,
+            "decode_bound_tokens_per_s": bound,
+            "share_of_bound": speed["generated_tokens_per_s"] / bound if bound and speed["generated_tokens_per_s"] else None,
+        }
+        for baseline in ("hf-naive", "llamacpp-naive"):
+            base = by_name.get(baseline, {}).get("queries_per_s")
+            entry[f"x_{baseline.replace('-', '_')}"] = speed["queries_per_s"] / base if base and speed["queries_per_s"] else None
+        variants.append(entry)
+    return variants
+
+
+def _file_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def write_predictions(out: Path, runs: list[VariantRun]) -> None:
+    for run in runs:
+        with (out / f"predictions-{_file_name(run.spec.name)}.jsonl").open("w", encoding="utf-8") as handle:
+            for prediction in run.predictions:
+                row = {"id": prediction.id, "dataset": prediction.dataset, "text": prediction.text,
+                       "label": prediction.label, "gold": prediction.gold, "raw": prediction.raw,
+                       "answers": prediction.answers, "prompt_tokens": prediction.prompt_tokens,
+                       "generated_tokens": prediction.generated_tokens, "seconds": round(prediction.seconds, 4)}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
+    return "–" if value is None else f"{value:{spec}}{suffix}"
+
+
+def markdown(results: dict) -> str:
+    variants = results["variants"]
+    datasets = list(variants[0]["datasets"])
+    lines = [f"# uner bench\n\n{results['queries']} queries per variant; machine: {results['machine']['cpu']}, "
+             f"{results['machine']['threads_used']} threads; read bandwidth "
+             f"{results['machine']['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.\n"]
+    for dataset in ["average", *datasets]:
+        lines.append(f"\n## {dataset}\n")
+        lines.append("| variant | backend | size MB | F1 | ΔF1 | agreement % | q/s | × hf-naive | × llamacpp-naive |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for v in variants:
+            score = v if dataset == "average" else v["datasets"][dataset]
+            lines.append(
+                f"| {v['name']} | {v['backend']} | {v['size_bytes'] / 1e6:.1f} | {score['f1']:.2f} | "
+                f"{_fmt(score.get('delta_f1'), '+.2f')} | {_fmt(score.get('agreement'))} | {_fmt(v['queries_per_s'], '.2f')} | "
+                f"{_fmt(v['x_hf_naive'], '.2f')} | {_fmt(v['x_llamacpp_naive'], '.2f')} |"
+            )
+    lines.append("\n## speed\n")
+    lines.append("| variant | prompt tok/s | gen tok/s | decode bound tok/s | share of bound | load s | peak RSS MB |")
+    lines.append("|---|---|---|---|---|---|---|")
+    for v in variants:
+        lines.append(
+            f"| {v['name']} | {_fmt(v['prompt_tokens_per_s'])} | {_fmt(v['generated_tokens_per_s'])} | "
+            f"{_fmt(v['decode_bound_tokens_per_s'])} | {_fmt(v['share_of_bound'] and 100 * v['share_of_bound'], '.0f', '%')} | "
+            f"{v['load_seconds']:.1f} | {v['peak_rss_bytes'] / 1e6:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plots(out: Path, variants: list[dict]) -> list[Path]:
+    """F1 vs size, and queries/s per variant, as PNG (skipped with a warning without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning('matplotlib is not installed: no plots (pip install "uner-toolkit[bench]")')
+        return []
+    written = []
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for v in variants:
+        axes.scatter(v["size_bytes"] / 1e6, v["f1"])
+        axes.annotate(v["name"], (v["size_bytes"] / 1e6, v["f1"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    axes.set(xscale="log", xlabel="size on disk (MB, log)", ylabel="official UniNER F1 (avg over datasets)", title="F1 vs size")
+    figure.tight_layout()
+    figure.savefig(out / "f1_vs_size.png", dpi=120)
+    written.append(out / "f1_vs_size.png")
+    plt.close(figure)
+    figure, axes = plt.subplots(figsize=(7, 0.5 + 0.4 * len(variants)))
+    names = [v["name"] for v in variants]
+    axes.barh(names, [v["queries_per_s"] or 0 for v in variants])
+    axes.invert_yaxis()
+    axes.set(xlabel="queries/s (same queries, same run)", title="speed per variant")
+    figure.tight_layout()
+    figure.savefig(out / "queries_per_s.png", dpi=120)
+    written.append(out / "queries_per_s.png")
+    plt.close(figure)
+    return written

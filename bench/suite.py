@@ -1,0 +1,117 @@
+"""One bench run: reference, candidates and naive baselines over the same queries, side by side.
+
+Each variant runs in its own child process, so its load time and peak RSS are its own and a
+large model is gone before the next one loads.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import resource
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.machine import artifact_bytes
+from bench.runner import Prediction, predict, sample_queries
+from runtimes.eval_data import Query, read_queries
+from runtimes.errors import InputError
+from runtimes.loading import detect_backend, load, resolve_model
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """``kind``: ``backend`` (any artifact :func:`runtimes.load` accepts), ``hf-naive`` or ``llamacpp-naive``."""
+
+    name: str
+    path: str
+    kind: str = "backend"
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class VariantRun:
+    spec: VariantSpec
+    backend: str
+    predictions: list[Prediction]
+    load_seconds: float
+    peak_rss_bytes: int
+    size_bytes: int
+    weights_bytes: int
+
+
+def load_datasets(paths: list[Path], limit: int | None, seed: int = 0) -> dict[str, list[Query]]:
+    """Queries per dataset (named after the file), each sampled to ``limit`` deterministically."""
+    datasets: dict[str, list[Query]] = {}
+    for path in paths:
+        name = Path(path).stem
+        if name in datasets:
+            raise InputError(f"expected data files with distinct names, got {name} twice")
+        datasets[name] = sample_queries(read_queries(path), limit, seed)
+    return datasets
+
+
+def _build(spec: VariantSpec, threads: int | None, max_new_tokens: int):
+    if spec.kind == "hf-naive":
+        from bench.baselines import NaiveTransformers
+
+        return NaiveTransformers(spec.path, threads, max_new_tokens)
+    if spec.kind == "llamacpp-naive":
+        from bench.baselines import NaiveLlamaCpp
+
+        return NaiveLlamaCpp(spec.path, threads, max_new_tokens)
+    return load(spec.path, max_new_tokens=max_new_tokens, n_threads=threads, **spec.options)
+
+
+def _weights_bytes(extractor, path: str) -> int:
+    """Bytes of weights a decode step reads: torch computes in fp32 whatever the file holds."""
+    model = getattr(extractor, "model", None)
+    if model is not None and hasattr(model, "parameters"):
+        return sum(p.numel() * p.element_size() for p in model.parameters())
+    return artifact_bytes(path)
+
+
+def _run_variant(spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int) -> VariantRun:
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    extractor = _build(spec, threads, max_new_tokens)
+    load_seconds = time.perf_counter() - started
+    total = sum(map(len, datasets.values()))
+    predictions: list[Prediction] = []
+    with tqdm(total=total, desc=spec.name, unit="q", leave=True) as bar:
+        for dataset, queries in datasets.items():
+            predictions += predict(extractor, queries, dataset, on_query=bar.update)
+    backend = getattr(extractor, "name", spec.kind)
+    weights = _weights_bytes(extractor, spec.path)
+    extractor.close()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return VariantRun(spec, backend, predictions, load_seconds, peak, artifact_bytes(spec.path), weights)
+
+
+def run_variant_isolated(spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int) -> VariantRun:
+    """:func:`_run_variant` in a fresh spawned process (own RSS, own load time)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_run_variant, spec, datasets, threads, max_new_tokens).result()
+
+
+def plan_variants(reference: str, candidates: list[str], baselines: bool) -> list[VariantSpec]:
+    """The reference first (torch), then candidates, then the naive baselines they call for."""
+    reference_path = resolve_model(reference)
+    if detect_backend(reference_path) != "torch":
+        raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
+    specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path))]
+    for candidate in candidates:
+        path = resolve_model(candidate)
+        detect_backend(path)  # a clear error now rather than in a child process
+        specs.append(VariantSpec(Path(path).name, str(path)))
+    if baselines:
+        specs.append(VariantSpec("hf-naive", str(reference_path), kind="hf-naive"))
+        ggufs = [s for s in specs[1:] if detect_backend(s.path) == "llamacpp"]
+        if ggufs:
+            specs.append(VariantSpec("llamacpp-naive", ggufs[-1].path, kind="llamacpp-naive"))
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise InputError(f"expected candidates with distinct names, got {', '.join(names)}")
+    return specs

@@ -1,0 +1,75 @@
+"""``uner bench`` end to end on the tiny model, and its report's arithmetic."""
+
+import json
+
+import pytest
+
+from bench.report import summarize
+from bench.runner import Prediction, sample_queries
+from bench.suite import VariantRun, VariantSpec
+from runtimes.cli import main as uner
+from runtimes.eval_data import read_queries
+from tests.conftest import CROSSNER_EVAL
+from tests.test_cli import assert_one_line_error, run
+
+
+@pytest.fixture(scope="module")
+def small_eval_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("eval")
+    records = json.loads(CROSSNER_EVAL["music"].read_text())[:3]
+    (folder / "music.json").write_text(json.dumps(records))
+    (folder / "tiny.bio").write_text("O\tshow\nO\tme\nB-ACTOR\tbruce\nI-ACTOR\twillis\nO\tmovies\n")
+    return [folder / "music.json", folder / "tiny.bio"]
+
+
+def test_bench_writes_results_predictions_report_and_plots(tiny_spm_hf, tiny_spm_ggufs, tiny_spm_onnx_fp32,
+                                                          small_eval_files, tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "-r", tiny_spm_hf, "-c", tiny_spm_ggufs["f32"], "-c", tiny_spm_onnx_fp32,
+            "-d", small_eval_files[0], "-d", small_eval_files[1], "--max-new-tokens", "8", "--threads", "2", "-o", out, "-q"]
+    code, stdout, err = run(uner, argv, capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    names = [v["name"] for v in results["variants"]]
+    assert names == ["reference:tiny-spm-llama", "tiny-spm-llama.F32.gguf", "fp32", "hf-naive", "llamacpp-naive"]
+    assert results["data"] == {"music": 3, "tiny": 1} and results["versions"]["python"]
+    for variant in results["variants"]:
+        assert {"name", "path", "backend", "f1", "delta_f1", "agreement", "queries_per_s", "size_bytes"} <= set(variant)
+        assert 0 <= variant["agreement"] <= 100 and variant["queries_per_s"] > 0
+        lines = (out / f"predictions-{variant['name'].replace(':', '_')}.jsonl").read_text().splitlines()
+        assert len(lines) == 4 and {"id", "text", "label", "raw", "answers"} <= set(json.loads(lines[0]))
+    assert results["variants"][0]["agreement"] == 100.0 and results["variants"][0]["delta_f1"] == 0.0
+    assert results["variants"][3]["x_hf_naive"] == pytest.approx(1.0)
+    report = (out / "report.md").read_text()
+    assert "## music" in report and "## tiny" in report and "## speed" in report
+    assert (out / "f1_vs_size.png").stat().st_size > 0 and (out / "queries_per_s.png").stat().st_size > 0
+
+
+def test_a_reference_that_is_not_a_hf_folder_is_refused(tiny_spm_ggufs, small_eval_files, tmp_path, capsys):
+    argv = ["bench", "-r", tiny_spm_ggufs["f32"], "-d", small_eval_files[0], "-o", tmp_path / "b"]
+    code, _, err = run(uner, argv, capsys)
+    assert_one_line_error(code, err, "expected --reference to be a Hugging Face folder")
+
+
+def test_the_sample_is_deterministic_and_keeps_file_order():
+    queries = read_queries(CROSSNER_EVAL["ai"])
+    first, second = sample_queries(queries, 50), sample_queries(queries, 50)
+    assert first == second and len(first) == 50
+    assert [queries.index(q) for q in first] == sorted(queries.index(q) for q in first)
+
+
+def _run(name, raws, seconds):
+    predictions = [Prediction(str(i), "d", "t", "person", '["Ann"]', raw, [], 10, 4, seconds, 0.0) for i, raw in enumerate(raws)]
+    return VariantRun(VariantSpec(name, "p"), "x", predictions, 1.0, 1, 100, 100)
+
+
+def test_scores_agreement_and_ratios_are_measured_against_the_same_run():
+    reference = _run("ref", ['["Ann"]', "[]"], 1.0)
+    candidate = _run("cand", ['["Ann"]', '["Bob"]'], 0.5)
+    naive = _run("hf-naive", ['["Ann"]', "[]"], 2.0)
+    ref, cand, _ = summarize([reference, candidate, naive], bandwidth=1000.0)
+    # gold is ["Ann"] twice: the reference finds 1 of 2 (P 1, R 1/2), the candidate 1 of 2 with a miss (P 1/2, R 1/2)
+    assert ref["f1"] == pytest.approx(200 / 3) and cand["f1"] == pytest.approx(50.0)
+    assert cand["agreement"] == 50.0 and cand["delta_f1"] == pytest.approx(50.0 - 200 / 3)
+    assert cand["x_hf_naive"] == pytest.approx(4.0) and ref["x_hf_naive"] == pytest.approx(2.0)
+    assert cand["decode_bound_tokens_per_s"] == pytest.approx(10.0)
