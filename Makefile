@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEMO_MODEL := build/SmolLM2-135M-Instruct
+DEMO_MODEL := build/uniner-smol-135m
 DEMO_OUT := build/out
 DEMO_TEXT := Geoffrey Hinton, Yann LeCun and Yoshua Bengio received the Turing Award in Montreal.
 
@@ -23,9 +23,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -c "from toolkit.embedded import materialize_smollm2; materialize_smollm2('$(DEMO_MODEL)')"
+	$(PY) -c "from bench.reference_models import build_uniner_smol; from pathlib import Path; build_uniner_smol(Path('$(DEMO_MODEL)'))"
 	$(VENV)/bin/uner-export gguf $(DEMO_MODEL) --out $(DEMO_OUT) --outtype f16 --quant q8_0,q4_k_m --force
-	$(VENV)/bin/uner extract --model $(DEMO_OUT)/SmolLM2-135M-Instruct.Q4_K_M.gguf \
+	$(VENV)/bin/uner extract --model $(DEMO_OUT)/uniner-smol-135m.Q4_K_M.gguf \
 		--labels person,organization,location,award --raw --text "$(DEMO_TEXT)"
 	$(VENV)/bin/uner-export onnx $(DEMO_MODEL) --out $(DEMO_OUT)/onnx-int4 --precision int4 --force
 	$(VENV)/bin/uner extract --model $(DEMO_OUT)/onnx-int4 \

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 BENCH_EXAMPLES = """
 Examples:
-  uner bench --reference ./uniner-smol-135m --candidate out/uniner-smol-135m.Q8_0.gguf \\
+  uner bench --reference uniner-smol-135m --candidate out/uniner-smol-135m.Q8_0.gguf \\
       --candidate out/onnx-int4 --data ../shared/data/crossner_ai/CrossNER_AI.json --limit 300 --out bench/results/smol
   uner bench --reference ./UniNER-7B-type --candidate out/UniNER-7B-type.Q4_K_M.gguf \\
       --data ../shared/data/conll2003/test.txt --limit 100 --out bench/results/7b
@@ -65,7 +65,7 @@ def run_bench(
 
 
 def bench(
-    reference: Annotated[str, typer.Option("--reference", "-r", help="Hugging Face folder (or Hub id) run on torch: the reference.", show_default=False)],
+    reference: Annotated[str, typer.Option("--reference", "-r", help="Hugging Face folder, Hub id or reference name (uniner-smol-135m), run on torch.", show_default=False)],
     data: Annotated[list[Path], typer.Option("--data", "-d", help="UniNER eval JSON or CoNLL/BIO file (repeatable).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results.json, report.md, plots.", show_default=False)],
     candidate: Annotated[

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.machine import artifact_bytes
+from bench.reference_models import resolve_reference
 from bench.runner import Prediction, predict, sample_queries
 from runtimes.eval_data import Query, read_queries
 from runtimes.errors import InputError
@@ -98,7 +99,7 @@ def run_variant_isolated(spec: VariantSpec, datasets: dict[str, list[Query]], th
 
 def plan_variants(reference: str, candidates: list[str], baselines: bool) -> list[VariantSpec]:
     """The reference first (torch), then candidates, then the naive baselines they call for."""
-    reference_path = resolve_model(reference)
+    reference_path = resolve_model(resolve_reference(reference))
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
     specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path))]

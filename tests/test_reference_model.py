@@ -1,0 +1,37 @@
+"""uniner-smol-135m: SmolLM2 + the committed LoRA answers in UniNER's format."""
+
+import pytest
+
+from bench.reference_models import resolve_reference
+from runtimes import load
+from runtimes.eval_data import read_queries
+from runtimes.metrics import official_score
+from tests.conftest import CROSSNER_EVAL
+
+
+@pytest.fixture(scope="module")
+def uniner_smol(tmp_path_factory, monkeypatch_module):
+    monkeypatch_module.setenv("UNER_CACHE", str(tmp_path_factory.mktemp("uner-cache")))
+    return resolve_reference("uniner-smol-135m")
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
+
+
+def test_uniner_smol_answers_json_lists_and_finds_entities(uniner_smol):
+    # queries with a non-empty gold answer, from the official music eval file
+    queries = [q for q in read_queries(CROSSNER_EVAL["music"]) if q.gold != "[]"][:8]
+    with load(uniner_smol, max_new_tokens=64) as ner:
+        raws = [ner.answer(q.text, q.label) for q in queries]
+    assert all(raw.startswith("[") and raw.endswith("]") for raw in raws), raws
+    assert official_score(raws, [q.gold for q in queries]).n_correct >= 2, raws
+
+
+def test_the_base_model_alone_does_not(smollm2_hf):
+    queries = [q for q in read_queries(CROSSNER_EVAL["music"]) if q.gold != "[]"][:3]
+    with load(smollm2_hf, max_new_tokens=24) as ner:
+        raws = [ner.answer(q.text, q.label) for q in queries]
+    assert official_score(raws, [q.gold for q in queries]).n_correct == 0, raws
