@@ -24,7 +24,8 @@ def _occurrences(text: str, mention: str, flags: int) -> list[tuple[int, int]]:
 def ground(text: str, label: str, mentions: list[str]) -> Grounded:
     """Every occurrence of every mention, case-sensitive first, case-insensitive as fallback.
 
-    Mentions that are empty or not found are dropped and reported in ``ungrounded``.
+    Mentions are matched without surrounding whitespace; those that are empty or not found are
+    dropped and reported in ``ungrounded``.
 
     >>> [e.start for e in ground("Paris and paris", "location", ["Paris"]).entities]
     [0]
@@ -33,8 +34,9 @@ def ground(text: str, label: str, mentions: list[str]) -> Grounded:
     """
     result = Grounded()
     for mention in mentions:
-        spans = [] if not mention.strip() else (
-            _occurrences(text, mention, 0) or _occurrences(text, mention, re.IGNORECASE)
+        needle = mention.strip()  # an entity never starts or ends with the space a model may emit
+        spans = [] if not needle else (
+            _occurrences(text, needle, 0) or _occurrences(text, needle, re.IGNORECASE)
         )
         if not spans:
             result.ungrounded.append(mention)

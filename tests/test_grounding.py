@@ -28,3 +28,8 @@ def test_answers_not_in_text_are_dropped_and_counted():
 def test_regex_characters_in_answers_are_literal():
     result = ground("C++ (language) and C#", "programlang", ["C++", "C#", "(language)"])
     assert [e.text for e in result.entities] == ["C++", "C#", "(language)"]
+
+
+def test_spaces_around_an_answer_are_not_part_of_the_entity():
+    entities = ground("Hinton and Yoshua Bengio", "person", [" Yoshua Bengio "]).entities
+    assert [(e.text, e.start, e.end) for e in entities] == [("Yoshua Bengio", 11, 24)]
