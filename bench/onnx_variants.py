@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from runtimes.onnx_backend import OnnxExtractor  # noqa: E402
 from runtimes.torch_backend import TorchExtractor  # noqa: E402
-from tests.conftest import crossner_queries  # noqa: E402
+from runtimes.eval_data import read_queries  # noqa: E402
 from toolkit.embedded import materialize_smollm2  # noqa: E402
 from toolkit.export_onnx import export_onnx  # noqa: E402
 
@@ -71,7 +71,9 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()
     source = args.source or materialize_smollm2(args.work / "SmolLM2-135M-Instruct")
-    queries = crossner_queries(args.per_domain)
+    data = ROOT.parent / "shared" / "data"
+    files = ["crossner_ai/CrossNER_AI.json", "crossner_literature/CrossNER_literature.json", "crossner_music/CrossNER_music.json"]
+    queries = [(q.text, q.label) for f in files for q in read_queries(data / f)[: args.per_domain]]
     with TorchExtractor(source, n_threads=args.threads) as reference:
         prompts = [reference.prompt_ids(text, label) for text, label in queries]
         expected, torch_seconds = run_queries(reference, prompts)

@@ -26,44 +26,23 @@ def _require_data() -> None:
 
 def crossner_queries(per_domain: int) -> list[tuple[str, str]]:
     """(text, label) pairs from the official UniNER eval files: the first queries of each domain."""
+    from runtimes.eval_data import read_queries
+
     _require_data()
-    queries = []
-    for path in CROSSNER_EVAL.values():
-        records = json.loads(path.read_text(encoding="utf-8"))
-        for record in records[:per_domain]:
-            turns = record["conversations"]
-            text = turns[0]["value"].removeprefix("Text: ")
-            label = turns[2]["value"].removeprefix("What describes ").removesuffix(" in the text?")
-            queries.append((text, label))
-    return queries
-
-
-def conll_sentences(path: Path) -> list[str]:
-    """Sentences of a CoNLL/BIO file: first column joined by spaces."""
-    sentences, words = [], []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            if words:
-                sentences.append(" ".join(words))
-            words = []
-        elif not line.startswith("-DOCSTART-"):
-            words.append(line.split()[0] if "\t" not in line else line.split("\t")[0])
-    if words:
-        sentences.append(" ".join(words))
-    return sentences
+    return [(q.text, q.label) for path in CROSSNER_EVAL.values() for q in read_queries(path)[:per_domain]]
 
 
 def all_crossner_mit_texts() -> list[str]:
+    """Every distinct text of the CrossNER eval files and of the CrossNER and MIT-movie BIO splits."""
+    from runtimes.eval_data import read_bio, read_queries
+
     _require_data()
-    texts = []
-    for path in CROSSNER_EVAL.values():
-        for record in json.loads(path.read_text(encoding="utf-8")):
-            texts.append(record["conversations"][0]["value"].removeprefix("Text: "))
-    for domain in ("crossner_ai", "crossner_literature", "crossner_music"):
-        for split in ("train", "dev", "test"):
-            texts += conll_sentences(DATA / domain / f"{split}.txt")
-    for split in ("engtrain", "engtest"):
-        texts += conll_sentences(DATA / "mit_movie" / f"{split}.bio")
+    texts = [q.text for path in CROSSNER_EVAL.values() for q in read_queries(path)]
+    bio_files = [DATA / d / f"{split}.txt" for d in ("crossner_ai", "crossner_literature", "crossner_music")
+                 for split in ("train", "dev", "test")]
+    bio_files += [DATA / "mit_movie" / f"{split}.bio" for split in ("engtrain", "engtest")]
+    for path in bio_files:
+        texts += [passage.text for passage in read_bio(path)[0]]
     return list(dict.fromkeys(texts))
 
 
