@@ -18,7 +18,8 @@ import numpy as np
 from runtimes.base import DEFAULT_MAX_NEW_TOKENS, GenerativeExtractor
 from runtimes.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable
 from runtimes.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
-from runtimes.tokenizer import FolderTokenizer, _read_json
+from runtimes.jsonfile import read_json
+from runtimes.tokenizer import FolderTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ def _kv_shape(shape: list, folder: Path) -> tuple[int, int]:
     heads, head_dim = shape[1], shape[3]
     if isinstance(heads, int) and isinstance(head_dim, int):
         return heads, head_dim
-    decoder = _read_json(folder / "genai_config.json").get("model", {}).get("decoder", {})
-    config = _read_json(folder / "config.json")
+    decoder = read_json(folder / "genai_config.json").get("model", {}).get("decoder", {})
+    config = read_json(folder / "config.json")
     n_heads = decoder.get("num_attention_heads") or config.get("num_attention_heads")
     if not isinstance(heads, int):
         heads = decoder.get("num_key_value_heads") or config.get("num_key_value_heads") or n_heads

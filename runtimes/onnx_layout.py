@@ -8,11 +8,11 @@ onnxruntime-genai's builder (``genai_config.json``) or optimum (``model.onnx`` /
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes.errors import InputError, ModelNotFound
+from runtimes.jsonfile import read_json
 
 MANIFEST = "manifest.json"
 GENAI_CONFIG = "genai_config.json"
@@ -68,13 +68,6 @@ class OnnxLayout:
     manifest: dict | None
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelNotFound(f"expected readable JSON in {path}, got {type(exc).__name__}: {exc}") from exc
-
-
 def _decoder_file(folder: Path, manifest: dict | None, genai: dict | None) -> Path:
     named = (manifest or {}).get("onnx_file") or ((genai or {}).get("model", {}).get("decoder", {}).get("filename"))
     candidates = [named] if named else list(_DECODER_NAMES)
@@ -90,7 +83,7 @@ def _context_length(folder: Path, genai: dict | None) -> int:
         return int(genai["model"]["context_length"])
     config = folder / "config.json"
     if config.is_file():
-        return int(_read_json(config).get("max_position_embeddings", 2048))
+        return int(read_json(config).get("max_position_embeddings", 2048))
     return 2048
 
 
@@ -100,7 +93,7 @@ def is_onnx_folder(path: Path) -> bool:
     if path.is_file():
         return path.suffix == ".onnx"
     return path.is_dir() and (
-        (path / MANIFEST).is_file() and _read_json(path / MANIFEST).get("format") == "onnx"
+        read_json(path / MANIFEST).get("format") == "onnx"
         or (path / GENAI_CONFIG).is_file()
         or any((path / name).is_file() for name in _DECODER_NAMES)
     )
@@ -112,10 +105,10 @@ def read_layout(path: str | Path) -> OnnxLayout:
     folder = path.parent if path.is_file() else path
     if not folder.is_dir():
         raise ModelNotFound(f"expected an ONNX export folder, got {path}, which does not exist")
-    manifest = _read_json(folder / MANIFEST) if (folder / MANIFEST).is_file() else None
+    manifest = read_json(folder / MANIFEST) or None
     if manifest is not None and manifest.get("format") != "onnx":
         raise ModelNotFound(f"expected an ONNX export, got a {manifest.get('format')!r} manifest in {folder}")
-    genai = _read_json(folder / GENAI_CONFIG) if (folder / GENAI_CONFIG).is_file() else None
+    genai = read_json(folder / GENAI_CONFIG) or None
     model_file = path if path.is_file() else _decoder_file(folder, manifest, genai)
     precision = (manifest or {}).get("precision")
     providers = tuple((manifest or {}).get("providers") or RUNS_ON.get(precision or "", tuple(PROVIDERS)))

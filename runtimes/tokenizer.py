@@ -9,20 +9,11 @@ install of the ONNX backend tokenizes exactly like the reference.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 from runtimes.errors import BackendUnavailable, ModelNotFound
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelNotFound(f"expected readable JSON in {path}, got {type(exc).__name__}: {exc}") from exc
+from runtimes.jsonfile import read_json
 
 
 def _token_text(value: object) -> str | None:
@@ -36,7 +27,7 @@ def is_sentencepiece_llama(folder: Path) -> bool:
     """True when ``folder`` holds a LLaMA SentencePiece tokenizer (rather than a BPE tokenizer.json)."""
     if not (folder / "tokenizer.model").is_file():
         return False
-    config = _read_json(folder / "tokenizer_config.json")
+    config = read_json(folder / "tokenizer_config.json")
     tokenizer_class = config.get("tokenizer_class", "")
     return not config or tokenizer_class.startswith("LlamaTokenizer") or not (folder / "tokenizer.json").is_file()
 
@@ -48,7 +39,7 @@ class _SentencePiece:
         except ImportError as exc:
             raise BackendUnavailable(backend, "sentencepiece", extra) from exc
         self._sp = sentencepiece.SentencePieceProcessor(model_file=str(folder / "tokenizer.model"))
-        config = _read_json(folder / "tokenizer_config.json")
+        config = read_json(folder / "tokenizer_config.json")
         self.bos_id = self._sp.bos_id() if config.get("add_bos_token", True) and self._sp.bos_id() >= 0 else None
 
     def encode(self, text: str) -> list[int]:
@@ -104,12 +95,12 @@ class FolderTokenizer:
         self.eos_id: int = self._eos_id(folder)
 
     def _eos_id(self, folder: Path) -> int:
-        token = _token_text(_read_json(folder / "tokenizer_config.json").get("eos_token"))
-        token = token or _token_text(_read_json(folder / "special_tokens_map.json").get("eos_token"))
+        token = _token_text(read_json(folder / "tokenizer_config.json").get("eos_token"))
+        token = token or _token_text(read_json(folder / "special_tokens_map.json").get("eos_token"))
         if token is not None and (found := self._impl.token_id(token)) is not None:
             return found
         for name in ("generation_config.json", "config.json"):
-            value = _read_json(folder / name).get("eos_token_id")
+            value = read_json(folder / name).get("eos_token_id")
             if value is not None:
                 return int(value[0] if isinstance(value, list) else value)
         raise ModelNotFound(f"expected an eos_token in {folder}/tokenizer_config.json, got none")
