@@ -103,15 +103,16 @@ def plan_variants(reference: str, candidates: list[str], baselines: bool) -> lis
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
     specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path))]
+    ggufs = []
     for candidate in candidates:
         path = resolve_model(candidate)
-        detect_backend(path)  # a clear error now rather than in a child process
+        if detect_backend(path) == "llamacpp":  # detected now: a clear error here, not in a child
+            ggufs.append(path)
         specs.append(VariantSpec(Path(path).name, str(path)))
     if baselines:
         specs.append(VariantSpec("hf-naive", str(reference_path), kind="hf-naive"))
-        ggufs = [s for s in specs[1:] if detect_backend(s.path) == "llamacpp"]
         if ggufs:
-            specs.append(VariantSpec("llamacpp-naive", ggufs[-1].path, kind="llamacpp-naive"))
+            specs.append(VariantSpec("llamacpp-naive", str(ggufs[-1]), kind="llamacpp-naive"))
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise InputError(f"expected candidates with distinct names, got {', '.join(names)}")

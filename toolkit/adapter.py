@@ -15,10 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from toolkit.checkpoint import SIDE_FILES
 from toolkit.errors import CheckpointError
-
-_TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                    "added_tokens.json", "generation_config.json")
 
 
 def _check_adapter(adapter: Path) -> dict:
@@ -47,7 +45,7 @@ def merge_adapter(base: Path, adapter: Path, dest: Path) -> Path:
     except (ValueError, RuntimeError, KeyError) as exc:  # shape or module mismatches
         raise CheckpointError(f"expected an adapter trained on {base.name}, got {adapter}: {str(exc).splitlines()[0]}") from exc
     merged.save_pretrained(dest)
-    for name in _TOKENIZER_FILES:
+    for name in SIDE_FILES:
         if (base / name).is_file():
             shutil.copy2(base / name, dest / name)
     return dest

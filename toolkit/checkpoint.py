@@ -15,6 +15,10 @@ from toolkit.safetensors_lazy import TensorEntry, load_tensor, read_index
 SUPPORTED_ARCHITECTURES = ("LlamaForCausalLM",)
 LLAMA1_ROPE_THETA = 10000.0
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
+#: files beside the weights that say how to tokenize and generate; derived checkpoints
+#: (merged adapters, ONNX folders) carry them over verbatim.
+SIDE_FILES = (*TOKENIZER_FILES, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+              "generation_config.json")
 
 
 @dataclass(frozen=True)

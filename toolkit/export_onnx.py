@@ -28,7 +28,7 @@ from runtimes.errors import InputError
 from runtimes.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, check_export_target
 from runtimes.prompt import TEMPLATE
 from toolkit.adapter import merged_source
-from toolkit.checkpoint import HFCheckpoint
+from toolkit.checkpoint import SIDE_FILES, HFCheckpoint
 from toolkit.constants import TOOL_NAME
 from toolkit.errors import CheckpointError, OutputExists
 from toolkit.onnx_quantize import quantize_onnx
@@ -39,15 +39,7 @@ logger = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 #: files taken verbatim from the source, so the export tokenizes exactly like the checkpoint.
-SOURCE_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.model",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-)
+SOURCE_FILES = ("config.json", *SIDE_FILES)
 #: what the builder writes besides the graph that we replace with the source's originals.
 _BUILDER_COPIES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
 DEFAULT_BLOCK_SIZE = 32
@@ -258,7 +250,7 @@ def export_onnx(
         fields = {"model": model_name, "source": str(source), "adapter": str(adapter) if adapter else None}
         manifest = _build_folder(checkpoint, final, precision, device, quantization, fields, progress)
     logger.info("wrote %s", final)
-    return OnnxExport(final, precision, device, final / manifest.name)
+    return OnnxExport(final, precision, device, manifest)
 
 
 def _builder_version() -> str:
