@@ -15,6 +15,7 @@ from bench.report import markdown, plots, summarize, write_predictions
 from bench.suite import load_datasets, plan_variants, run_variant_isolated
 from runtimes._cli_utils import QuietOpt, ThreadsOpt, setup_logging
 from runtimes.base import DEFAULT_MAX_NEW_TOKENS
+from runtimes.constraints import CONSTRAINTS, check_constraint
 from runtimes.errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -38,11 +39,13 @@ def run_bench(
     baselines: bool = True,
     threads: int | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    per_query: bool = False,
+    constraints: tuple[str, ...] = (),
 ) -> dict:
     """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``."""
     if not data:
         raise InputError("expected at least one --data file, got none")
-    specs = plan_variants(reference, candidates, baselines)
+    specs = plan_variants(reference, candidates, baselines, per_query, tuple(check_constraint(c) for c in constraints))
     datasets = load_datasets(data, limit)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
@@ -55,6 +58,7 @@ def run_bench(
         "queries": sum(map(len, datasets.values())),
         "limit": limit,
         "max_new_tokens": max_new_tokens,
+        "texts": {name: len({q.text for q in queries}) for name, queries in datasets.items()},
         "variants": summarize(runs, machine["read_bandwidth_bytes_per_s"]),
     }
     write_predictions(out, runs)
@@ -72,8 +76,13 @@ def bench(
         list[str] | None,
         typer.Option("--candidate", "-c", help="An artifact to compare: GGUF file, ONNX folder, HF folder (repeatable).", show_default=False),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Queries per data file (deterministic sample).", show_default=False)] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Queries per data file, as a deterministic sample of whole texts.", show_default=False)] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the naive per-query baselines.")] = False,
+    per_query: Annotated[bool, typer.Option("--per-query", help="Also run every candidate one prompt per query (its own unbatched path).")] = False,
+    constrain: Annotated[
+        list[str] | None,
+        typer.Option("--constrain", help=f"Also run every candidate with this output constraint ({', '.join(CONSTRAINTS)}; repeatable).", show_default=False),
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -81,7 +90,7 @@ def bench(
     """Official UniNER F1, agreement with the reference, and speed against naive baselines, in one run."""
     setup_logging(quiet)
     results = run_bench(reference, candidate or [], data, out, limit=limit, baselines=not no_baselines,
-                        threads=threads, max_new_tokens=max_new_tokens)
+                        threads=threads, max_new_tokens=max_new_tokens, per_query=per_query, constraints=tuple(constrain or ()))
     if not quiet:
         typer.echo(markdown(results))
     typer.echo(str(out / "results.json"))

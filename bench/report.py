@@ -53,6 +53,8 @@ def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
         for baseline in ("hf-naive", "llamacpp-naive"):
             base = by_name.get(baseline, {}).get("queries_per_s")
             entry[f"x_{baseline.replace('-', '_')}"] = speed["queries_per_s"] / base if base and speed["queries_per_s"] else None
+        own = by_name.get(f"{run.spec.name} per-query", {}).get("queries_per_s")
+        entry["x_own_per_query"] = speed["queries_per_s"] / own if own and speed["queries_per_s"] else None
         variants.append(entry)
     return variants
 
@@ -79,7 +81,7 @@ def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
 def markdown(results: dict) -> str:
     variants = results["variants"]
     datasets = list(variants[0]["datasets"])
-    lines = [f"# uner bench\n\n{results['queries']} queries per variant; machine: {results['machine']['cpu']}, "
+    lines = [f"# uner bench\n\n{results['queries']} queries per variant ({sum(results.get('texts', {}).values())} texts); machine: {results['machine']['cpu']}, "
              f"{results['machine']['threads_used']} threads; read bandwidth "
              f"{results['machine']['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.\n"]
     for dataset in ["average", *datasets]:
@@ -94,11 +96,12 @@ def markdown(results: dict) -> str:
                 f"{_fmt(v['x_hf_naive'], '.2f')} | {_fmt(v['x_llamacpp_naive'], '.2f')} |"
             )
     lines.append("\n## speed\n")
-    lines.append("| variant | prompt tok/s | gen tok/s | decode bound tok/s | share of bound | load s | peak RSS MB |")
-    lines.append("|---|---|---|---|---|---|---|")
+    lines.append("| variant | × own per-query | tokens generated | prompt tok/s | gen tok/s | decode bound tok/s | share of bound | load s | peak RSS MB |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         lines.append(
-            f"| {v['name']} | {_fmt(v['prompt_tokens_per_s'])} | {_fmt(v['generated_tokens_per_s'])} | "
+            f"| {v['name']} | {_fmt(v.get('x_own_per_query'), '.2f')} | {v['generated_tokens']} | "
+            f"{_fmt(v['prompt_tokens_per_s'])} | {_fmt(v['generated_tokens_per_s'])} | "
             f"{_fmt(v['decode_bound_tokens_per_s'])} | {_fmt(v['share_of_bound'] and 100 * v['share_of_bound'], '.0f', '%')} | "
             f"{v['load_seconds']:.1f} | {v['peak_rss_bytes'] / 1e6:.0f} |"
         )

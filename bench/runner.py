@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from runtimes.base import GenerativeExtractor
+from runtimes.engine import Job
 from runtimes.eval_data import Query
 from runtimes.parsing import parse_answer
 
@@ -33,10 +34,22 @@ class Prediction:
 
 
 def sample_queries(queries: Sequence[Query], limit: int | None, seed: int = 0) -> list[Query]:
-    """A deterministic sample (same for every variant), kept in file order."""
+    """A deterministic sample of whole texts (every type asked of a chosen text, so the batched
+    engine sees real workloads) holding at most ``limit`` queries (at least one text), in file
+    order; the same for every variant."""
+    by_text: dict[str, list[int]] = {}
+    for index, query in enumerate(queries):
+        by_text.setdefault(query.text, []).append(index)
     if limit is None or limit >= len(queries):
         return list(queries)
-    chosen = set(random.Random(seed).sample(range(len(queries)), limit))
+    groups = list(by_text.values())
+    chosen: set[int] = set()
+    for group in random.Random(seed).sample(groups, len(groups)):
+        if chosen and len(chosen) + len(group) > limit:
+            continue
+        chosen.update(group)
+        if len(chosen) == limit:
+            break
     return [query for index, query in enumerate(queries) if index in chosen]
 
 
@@ -49,32 +62,53 @@ class TimedAnswer:
     prefill_seconds: float
 
 
-def timed_answer(extractor: GenerativeExtractor, text: str, label: str) -> TimedAnswer:
-    """One query through a backend: the engine's own prompt ids, greedy generation, decode."""
-    prompt = extractor.prompt_ids(text, label)
+def _engine_answers(extractor: GenerativeExtractor, by_text: dict[str, list[Query]], on_query) -> list[list[TimedAnswer]]:
+    """Every text's queries through the backend's own path (batched engine, or per query when
+    the extractor is set so), timed as a whole: the engine decodes several texts at once, so
+    time is split evenly over the queries."""
+    texts = list(by_text)
+    prompts = [[extractor.prompt_ids(text, query.label) for query in by_text[text]] for text in texts]
+    jobs = (Job(text_prompts, text) for text_prompts, text in zip(prompts, texts))
     started = time.perf_counter()
-    generated = extractor.generate(prompt)
-    seconds = time.perf_counter() - started
-    raw = extractor.decode(generated).strip()
-    return TimedAnswer(raw, len(prompt), len(generated), seconds, extractor.last_prefill_seconds or 0.0)
+    outputs: dict[int, list[list[int]]] = {}
+    for index, ids in extractor.generate_jobs(jobs):
+        outputs[index] = ids
+        if on_query:
+            on_query(len(ids))
+    count = sum(map(len, prompts))
+    seconds = (time.perf_counter() - started) / count
+    prefill = extractor.stats.prefill_seconds / count
+    return [[TimedAnswer(extractor.decode(ids).strip(), len(prompt), len(ids), seconds, prefill)
+             for prompt, ids in zip(prompts[index], outputs[index])] for index in range(len(texts))]
 
 
 def predict(
     extractor,
     queries: Sequence[Query],
     dataset: str,
-    on_query: Callable[[], None] | None = None,
+    on_query: Callable[[int], None] | None = None,
 ) -> list[Prediction]:
-    """Greedy answers to ``queries``, timed one by one. ``extractor`` is a backend or a naive
-    baseline (anything with ``timed_answer(text, label)``)."""
-    answer = getattr(extractor, "timed_answer", None) or (lambda text, label: timed_answer(extractor, text, label))
-    predictions = []
+    """Greedy answers to ``queries``. A backend answers through :func:`_engine_answers`; a naive
+    baseline (anything with ``timed_answer(text, label)``) query by query. ``prompt_tokens`` is
+    each query's own prompt length, so prompt tok/s of the batched engine is effective
+    throughput (shared prefixes are encoded once)."""
+    by_text: dict[str, list[Query]] = {}
     for query in queries:
-        result = answer(query.text, query.label)
-        predictions.append(Prediction(
-            query.id, dataset, query.text, query.label, query.gold, result.raw, parse_answer(result.raw),
-            result.prompt_tokens, result.generated_tokens, result.seconds, result.prefill_seconds,
-        ))
-        if on_query:
-            on_query()
+        by_text.setdefault(query.text, []).append(query)
+    naive = getattr(extractor, "timed_answer", None)
+    if naive is None:
+        answers = _engine_answers(extractor, by_text, on_query)
+    else:
+        answers = []
+        for group in by_text.values():
+            answers.append([naive(query.text, query.label) for query in group])
+            if on_query:
+                on_query(len(group))
+    predictions = []
+    for group, results in zip(by_text.values(), answers):
+        for query, result in zip(group, results):
+            predictions.append(Prediction(
+                query.id, dataset, query.text, query.label, query.gold, result.raw, parse_answer(result.raw),
+                result.prompt_tokens, result.generated_tokens, result.seconds, result.prefill_seconds,
+            ))
     return predictions

@@ -81,7 +81,7 @@ def _run_variant(spec: VariantSpec, datasets: dict[str, list[Query]], threads: i
     load_seconds = time.perf_counter() - started
     total = sum(map(len, datasets.values()))
     predictions: list[Prediction] = []
-    with tqdm(total=total, desc=spec.name, unit="q", leave=True) as bar:
+    with tqdm(total=total, desc=spec.name, unit="q", leave=True, dynamic_ncols=True) as bar:
         for dataset, queries in datasets.items():
             predictions += predict(extractor, queries, dataset, on_query=bar.update)
     backend = getattr(extractor, "name", spec.kind)
@@ -97,18 +97,30 @@ def run_variant_isolated(spec: VariantSpec, datasets: dict[str, list[Query]], th
         return pool.submit(_run_variant, spec, datasets, threads, max_new_tokens).result()
 
 
-def plan_variants(reference: str, candidates: list[str], baselines: bool) -> list[VariantSpec]:
-    """The reference first (torch), then candidates, then the naive baselines they call for."""
+def plan_variants(
+    reference: str,
+    candidates: list[str],
+    baselines: bool,
+    per_query: bool = False,
+    constraints: tuple[str, ...] = (),
+) -> list[VariantSpec]:
+    """The reference first (torch, one prompt per query: the official path), then each candidate
+    on the batched engine (plus its per-query path and constrained runs when asked), then the
+    naive baselines they call for."""
     reference_path = resolve_model(resolve_reference(reference))
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
-    specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path))]
+    specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path), options={"batched": False})]
     ggufs = []
     for candidate in candidates:
         path = resolve_model(candidate)
         if detect_backend(path) == "llamacpp":  # detected now: a clear error here, not in a child
             ggufs.append(path)
-        specs.append(VariantSpec(Path(path).name, str(path)))
+        name = Path(path).name
+        specs.append(VariantSpec(name, str(path)))
+        if per_query:
+            specs.append(VariantSpec(f"{name} per-query", str(path), options={"batched": False}))
+        specs += [VariantSpec(f"{name} {kind}", str(path), options={"constrain": kind}) for kind in constraints]
     if baselines:
         specs.append(VariantSpec("hf-naive", str(reference_path), kind="hf-naive"))
         if ggufs:

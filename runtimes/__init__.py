@@ -6,6 +6,7 @@
 """
 
 from runtimes.base import Extraction, Extractor, GenerativeExtractor
+from runtimes.corpus import extract_corpus
 from runtimes.entity import Entity
 from runtimes.errors import BackendUnavailable, InputError, ModelNotFound, UnerError
 from runtimes.loading import BACKENDS, detect_backend, load
@@ -24,5 +25,6 @@ __all__ = [
     "UnerError",
     "__version__",
     "detect_backend",
+    "extract_corpus",
     "load",
 ]

@@ -8,17 +8,21 @@ and are applied here, identically for all backends.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from runtimes.constraints import TokenTable, check_constraint, make_picker_factory
+from runtimes.engine import EngineStats, Job, decode_jobs
 from runtimes.entity import Entity
 from runtimes.errors import InputError
 from runtimes.grounding import ground
 from runtimes.parsing import parse_answer
 from runtimes.prompt import encode_prompt
+from runtimes.windows import DEFAULT_WINDOW, merge_entities, shift, split_windows
 
 DEFAULT_MAX_NEW_TOKENS = 256
+_SLACK = 8  # windows are sized by summing per-sentence token counts, which can be off by a few
 
 
 @runtime_checkable
@@ -71,11 +75,52 @@ def check_text(text: object) -> str:
     return text
 
 
+class _TextResult:
+    """A text's extraction as its windows finish (in any order)."""
+
+    def __init__(self, extraction: Extraction, windows: int) -> None:
+        self.extraction = extraction
+        self.pending = windows
+        self.raws: dict[int, list[str]] = {}
+        self.found: list[Entity] = []
+
+    @property
+    def complete(self) -> bool:
+        return self.pending == 0
+
+    def add(self, window: int, offset: int, piece: str, labels: Sequence[str], raws: Sequence[str]) -> None:
+        self.raws[window] = list(raws)
+        self.labels = list(labels)
+        for label, raw in zip(labels, raws):
+            grounded = ground(piece, label, parse_answer(raw))
+            self.found += [shift(entity, offset) for entity in grounded.entities]
+            if grounded.ungrounded:
+                self.extraction.ungrounded.setdefault(label, []).extend(grounded.ungrounded)
+        self.pending -= 1
+
+    def finish(self) -> Extraction:
+        per_label = zip(*(self.raws[window] for window in sorted(self.raws)))
+        self.extraction.raw = {label: "\n".join(raws) for label, raws in zip(self.labels, per_label)}
+        self.extraction.entities = merge_entities(self.found)
+        return self.extraction
+
+
 class GenerativeExtractor(ABC):
     """Shared implementation of :class:`Extractor` for UniNER-style generative models.
 
     Subclasses provide ``name``, ``eos_id``, ``bos_id`` (``None`` when the tokenizer adds no
-    BOS), ``context_length`` and the four methods below.
+    BOS), ``context_length`` and the four methods below; a backend that can branch sequences
+    from a shared prompt prefix also provides ``shared_prefix_batch()`` (see
+    :mod:`runtimes.engine`), which :meth:`answers` then uses.
+
+    Args:
+        max_new_tokens: generation limit per answer.
+        batched: one prefill per text and all entity types decoded together (when the
+            backend supports it); ``False`` runs one prompt per type, as UniNER's own code.
+        constrain: ``None`` (plain greedy, the parity mode), ``"json"`` (answers can only be
+            JSON lists of strings) or ``"grounded"`` (... of strings found in the text).
+        window: prompt + answer tokens per window; longer texts are read in overlapping
+            windows (default 1024, what UniNER was trained with; capped at the context).
     """
 
     name: str
@@ -86,10 +131,23 @@ class GenerativeExtractor(ABC):
     #: logits); the bench splits prompt and generation throughput with it.
     last_prefill_seconds: float | None = None
 
-    def __init__(self, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+    def __init__(
+        self,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        batched: bool = True,
+        constrain: str | None = None,
+        window: int = DEFAULT_WINDOW,
+    ) -> None:
         if max_new_tokens < 1:
             raise InputError(f"expected max_new_tokens >= 1, got {max_new_tokens}")
+        if window <= max_new_tokens:
+            raise InputError(f"expected a window larger than max_new_tokens ({max_new_tokens}), got {window}")
         self.max_new_tokens = max_new_tokens
+        self.batched = batched
+        self.constrain = check_constraint(constrain)
+        self.window = window
+        self._token_table: TokenTable | None = None
+        self.stats = EngineStats()
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:
@@ -118,22 +176,93 @@ class GenerativeExtractor(ABC):
         return ids
 
     def answer(self, text: str, label: str) -> str:
-        """The model's raw answer to "What describes ``label`` in the text?"."""
+        """The model's raw answer to "What describes ``label`` in the text?", on its own."""
         return self.decode(self.generate(self.prompt_ids(text, label))).strip()
 
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes ``token`` adds to generated text (constrained decoding needs it)."""
+        raise NotImplementedError(f"the {self.name} backend cannot constrain its output")
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError(f"the {self.name} backend cannot constrain its output")
+
+    def _table(self) -> TokenTable:
+        if self._token_table is None:
+            self._token_table = TokenTable(self.token_bytes, self.vocab_size)
+        return self._token_table
+
+    def generate_jobs(self, jobs: Iterable[Job]) -> Iterator[tuple[int, list[list[int]]]]:
+        """Greedy continuations of every job's prompts (one job per text or window), as
+        ``(job index, ids per prompt)`` in the order jobs finish. Batched through the backend's
+        branch pool (several texts at once when it has room), or prompt by prompt when
+        ``batched`` is off; constrained decoding always goes through the pool (one branch at a
+        time when not batched). ``self.stats`` accumulates prefill and decode time."""
+        pool = getattr(self, "branch_pool", None)
+        self.stats = stats = EngineStats()
+        if self.constrain is not None and pool is None:
+            raise InputError(f"the {self.name} backend cannot constrain its output")
+        if pool is None or (self.constrain is None and not self.batched):
+            for index, job in enumerate(jobs):
+                outputs = []
+                for prompt in job.prompts:
+                    outputs.append(self.generate(prompt))
+                    stats.prefill_seconds += self.last_prefill_seconds or 0.0
+                yield index, outputs
+            return
+        picker = make_picker_factory(self.constrain, self._table, self.eos_id)
+        if self.batched:
+            yield from decode_jobs(pool(), jobs, picker, self.eos_id, self.max_new_tokens, stats)
+            return
+        for index, job in enumerate(jobs):
+            singles = (Job([prompt], job.text) for prompt in job.prompts)
+            done = dict(decode_jobs(pool(), singles, picker, self.eos_id, self.max_new_tokens, stats))
+            yield index, [done[i][0] for i in range(len(job.prompts))]
+
+    def generate_together(self, prompts: Sequence[Sequence[int]], text: str = "") -> list[list[int]]:
+        """Greedy continuations of one text's prompts (one per type)."""
+        return next(self.generate_jobs([Job([list(p) for p in prompts], text)]))[1]
+
+    def answers(self, text: str, labels: Sequence[str]) -> dict[str, str]:
+        """The raw answer for every label, in one pass over the text (which must fit the context)."""
+        outputs = self.generate_together([self.prompt_ids(text, label) for label in labels], text)
+        return {label: self.decode(ids).strip() for label, ids in zip(labels, outputs)}
+
+    def windows(self, text: str, labels: Sequence[str]) -> list[tuple[int, str]]:
+        """``(offset, piece)`` windows of ``text`` whose prompts for every label fit the window."""
+        overhead = max(len(self.prompt_ids("", label)) for label in labels)
+        budget = min(self.window, self.context_length) - self.max_new_tokens - overhead - _SLACK
+        if budget < 16:
+            raise InputError(f"expected a window leaving room for the text, got {self.window} tokens for prompts of {overhead} and answers of {self.max_new_tokens}")
+        return split_windows(text, lambda piece: len(self.encode(piece)), budget, overlap=budget // 8)
+
+    def run_many(self, texts: Iterable[str], labels: Sequence[str]) -> Iterator[Extraction]:
+        """:meth:`run` over a stream of texts, decoded together; results in input order."""
+        labels = check_labels(labels)
+        texts_state: dict[int, _TextResult] = {}
+        owners: dict[int, tuple[int, int, int, str]] = {}  # job -> (text, window, offset, piece)
+
+        def jobs() -> Iterator[Job]:
+            job_index = 0
+            for text_index, text in enumerate(texts):
+                windows = self.windows(check_text(text), labels)
+                texts_state[text_index] = _TextResult(Extraction(text=text), len(windows))
+                for window_index, (offset, piece) in enumerate(windows):
+                    owners[job_index] = (text_index, window_index, offset, piece)
+                    job_index += 1
+                    yield Job([self.prompt_ids(piece, label) for label in labels], piece)
+
+        emitted = 0
+        for job_index, outputs in self.generate_jobs(jobs()):
+            text_index, window_index, offset, piece = owners.pop(job_index)
+            texts_state[text_index].add(window_index, offset, piece, labels, [self.decode(ids).strip() for ids in outputs])
+            while emitted in texts_state and texts_state[emitted].complete:
+                yield texts_state.pop(emitted).finish()
+                emitted += 1
+
     def run(self, text: str, labels: Sequence[str]) -> Extraction:
-        """Entities, raw answers and ungrounded answers for one text."""
-        text, labels = check_text(text), check_labels(labels)
-        result = Extraction(text=text)
-        for label in labels:
-            raw = self.answer(text, label)
-            grounded = ground(text, label, parse_answer(raw))
-            result.raw[label] = raw
-            result.entities.extend(grounded.entities)
-            if grounded.ungrounded:
-                result.ungrounded[label] = grounded.ungrounded
-        result.entities.sort()
-        return result
+        """Entities, raw answers and ungrounded answers for one text of any length."""
+        return next(self.run_many([check_text(text)], labels))
 
     def extract(self, text: str, labels: Sequence[str]) -> list[Entity]:
         """Entities of ``labels`` in ``text``, sorted by offset.
@@ -144,9 +273,8 @@ class GenerativeExtractor(ABC):
         return self.run(text, labels).entities
 
     def extract_batch(self, texts: Sequence[str], labels: Sequence[str]) -> list[list[Entity]]:
-        """:meth:`extract` over several texts with the same labels."""
-        labels = check_labels(labels)
-        return [self.extract(text, labels) for text in texts]
+        """:meth:`extract` over several texts with the same labels, decoded together."""
+        return [extraction.entities for extraction in self.run_many(texts, labels)]
 
     def close(self) -> None:
         self._release()

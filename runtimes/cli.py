@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -23,15 +24,25 @@ from runtimes._cli_utils import (
 )
 from runtimes.base import DEFAULT_MAX_NEW_TOKENS, Extraction
 from runtimes.errors import InputError
-from runtimes.inputs import read_texts, split_labels
+from runtimes.corpus import extract_corpus
+from runtimes.inputs import iter_documents, read_labels_file, read_texts, split_labels
+from runtimes.windows import DEFAULT_WINDOW
 from runtimes.loading import load
 
 EXTRACT_EXAMPLES = """
 Examples:
   uner extract -m out/UniNER-7B-type.Q4_K_M.gguf -l person,location -t "Barack Obama visited Paris."
   uner extract -m out/UniNER-7B-type.Q4_K_M.gguf -l person --input texts.txt --json --raw
-  uner extract -m out/onnx-int4 -l person,location -t "Barack Obama visited Paris." --provider cpu
+  uner extract -m out/UniNER-7B-type.Q4_K_M.gguf --labels-file labels.txt --input docs.jsonl --output out.jsonl
+  uner extract -m out/onnx-int4 -l person,location -t "Barack Obama visited Paris." --constrain grounded
 """
+
+
+class ConstrainChoice(str, Enum):
+    none = "none"
+    json = "json"
+    grounded = "grounded"
+
 
 app = typer_factory("Run UniNER models offline: extract entities of any type from text.")
 
@@ -51,28 +62,45 @@ def _print_plain(extraction: Extraction, show_raw: bool) -> None:
 def extract(
     model: ModelOpt,
     labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated entity types.", show_default=False)] = "",
+    labels_file: Annotated[Path | None, typer.Option("--labels-file", help="Entity types, one per line.", show_default=False)] = None,
     text: Annotated[list[str] | None, typer.Option("--text", "-t", help="A text to read (repeatable).", show_default=False)] = None,
     input: Annotated[
         Path | None,
-        typer.Option("--input", "-i", help="File of texts: one per line, or .jsonl with a 'text' field; '-' for stdin.", show_default=False),
+        typer.Option("--input", "-i", help="File of texts: one per line, or .jsonl with 'text' (and 'id'); '-' for stdin.", show_default=False),
+    ] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write JSON lines (id, entities) here, with a progress bar; rerunning skips ids already written.", show_default=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Also show the model's unparsed answer per label (and, with --json, answers not found in the text).")] = False,
+    constrain: Annotated[ConstrainChoice, typer.Option("--constrain", help="Restrict answers to JSON lists of strings (json), or of spans of the text (grounded).")] = ConstrainChoice.none,
+    per_query: Annotated[bool, typer.Option("--per-query", help="One prompt per entity type, as UniNER's own code (slower; no shared prefill or batching).")] = False,
+    window: Annotated[int, typer.Option("--window", min=64, help="Prompt + answer tokens per window; longer texts are read in overlapping windows.")] = DEFAULT_WINDOW,
     backend: BackendOpt = BackendChoice.auto,
     provider: ProviderOpt = ProviderChoice.auto,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Extract entities of the given types from texts."""
+    """Extract entities of the given types from texts or a corpus."""
     setup_logging(quiet)
-    label_list = split_labels(labels)
+    label_list = _labels(labels, labels_file)
+    if output is not None and (input is None or text):
+        raise InputError("expected --output with an --input file (and no --text)")
+    options = {"max_new_tokens": max_new_tokens, "n_threads": threads, "batched": not per_query,
+               "constrain": None if constrain is ConstrainChoice.none else constrain.value, "window": window}
+    if provider is not ProviderChoice.auto:
+        options["provider"] = provider.value
+    if output is not None:
+        total = sum(1 for _ in iter_documents(input))  # validates the whole file before loading the model
+        with load(model, backend=backend.value, **options) as ner:
+            done = extract_corpus(ner, iter_documents(input), label_list, output, include_raw=raw, total=total, progress=not quiet)
+        logging.getLogger(__name__).info("wrote %d documents to %s (%d already there)", done.written, output, done.skipped)
+        return
     texts = list(text or []) + (read_texts(input) if input is not None else [])
     if not texts:
         raise InputError("expected a text (--text) or an input file (--input), got neither")
-    options = {"max_new_tokens": max_new_tokens, "n_threads": threads}
-    if provider is not ProviderChoice.auto:
-        options["provider"] = provider.value
     with load(model, backend=backend.value, **options) as ner:
         for item in texts:
             extraction = ner.run(item, label_list)
@@ -80,6 +108,13 @@ def extract(
                 typer.echo(json.dumps(extraction.to_dict(include_raw=raw), ensure_ascii=False))
             else:
                 _print_plain(extraction, raw)
+
+
+def _labels(labels: str, labels_file: Path | None) -> list[str]:
+    if labels_file is not None:
+        from_file = read_labels_file(labels_file)
+        return list(dict.fromkeys(from_file + (split_labels(labels) if labels.strip() else [])))
+    return split_labels(labels)
 
 
 def _add_plugin_commands() -> None:

@@ -75,8 +75,8 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
         model: a GGUF file (llama.cpp), an ONNX export folder (ONNX Runtime), a Hugging Face
             model folder (torch), or a Hub repo id of a HF model (downloaded once, then served from the HF cache offline).
         backend: ``"auto"`` to pick from the artifact, or a name in :data:`BACKENDS`.
-        **options: passed to the backend (``max_new_tokens``, ``n_threads``, ``dtype``,
-            ``provider``...).
+        **options: decoding options (``max_new_tokens``, ``batched``) and the backend's own
+            (``n_threads``, ``dtype``, ``provider``...).
 
     >>> from runtimes import load
     >>> ner = load("out/UniNER-7B-type.Q4_K_M.gguf")  # doctest: +SKIP
@@ -89,7 +89,7 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
     cls = backend_class(name)
     if detected != name:
         raise InputError(f"expected an artifact the {name} backend runs, got {model} (a {detected} artifact)")
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = {**inspect.signature(GenerativeExtractor.__init__).parameters, **inspect.signature(cls.__init__).parameters}
     if unknown := [key for key in options if key not in accepted]:
         raise InputError(f"expected options of the {name} backend, got {', '.join(unknown)}, which it does not take")
     return cls(path, **options)

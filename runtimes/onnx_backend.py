@@ -15,10 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.base import DEFAULT_MAX_NEW_TOKENS, GenerativeExtractor
+from runtimes.base import GenerativeExtractor
 from runtimes.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable
 from runtimes.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
 from runtimes.jsonfile import read_json
+from runtimes.onnx_branches import OnnxBranches
 from runtimes.tokenizer import FolderTokenizer
 
 logger = logging.getLogger(__name__)
@@ -122,6 +123,7 @@ class OnnxExtractor(GenerativeExtractor):
         provider: ``auto`` (tensorrt -> cuda -> cpu, as available) or one of them, forced.
         n_threads: intra-op CPU threads; ``None`` lets ONNX Runtime use all cores.
         device_id: GPU index for cuda/tensorrt.
+        **options: decoding options of :class:`GenerativeExtractor` (``max_new_tokens``...).
     """
 
     name = "onnx"
@@ -133,9 +135,9 @@ class OnnxExtractor(GenerativeExtractor):
         provider: str = "auto",
         n_threads: int | None = None,
         device_id: int = 0,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        **options,
     ) -> None:
-        super().__init__(max_new_tokens)
+        super().__init__(**options)
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -153,6 +155,7 @@ class OnnxExtractor(GenerativeExtractor):
         self.eos_id = self._tokenizer.eos_id
         self.bos_id = self._tokenizer.bos_id
         self.context_length = self.layout.context_length
+        self._branches: OnnxBranches | None = None
 
     def _open_session(self, ort, n_threads: int | None, device_id: int):
         options = ort.SessionOptions()
@@ -177,22 +180,36 @@ class OnnxExtractor(GenerativeExtractor):
     def decode(self, ids: Sequence[int]) -> str:
         return self._tokenizer.decode(ids)
 
-    def _empty_past(self) -> list:
-        empty = np.zeros((1, self.io.kv_heads, 0, self.io.head_dim), dtype=self.io.kv_dtype)
+    def token_bytes(self, token: int) -> bytes:
+        return self._tokenizer.token_bytes(token)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.vocab_size
+
+    def _empty_past(self, rows: int = 1) -> list:
+        empty = np.zeros((rows, self.io.kv_heads, 0, self.io.head_dim), dtype=self.io.kv_dtype)
         value = self._ort.OrtValue.ortvalue_from_numpy(empty, *self._device)
         return [value] * len(self.io.past)
 
-    def _step(self, binding, step_ids: list[int], past: list, past_len: int) -> tuple[int, list]:
-        """One forward pass over ``step_ids``: the greedy next token and the new KV cache."""
-        total = past_len + len(step_ids)
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
-        binding.bind_cpu_input("input_ids", np.array([step_ids], dtype=np.int64))
-        binding.bind_cpu_input("attention_mask", np.ones((1, total), dtype=np.int64))
+    def kv_value(self, array: np.ndarray):
+        """A host array as a KV-cache input on this session's device."""
+        return self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array, dtype=self.io.kv_dtype), *self._device)
+
+    def forward(self, input_ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list) -> tuple[np.ndarray, list]:
+        """One pass over ``input_ids`` ``[rows, new]`` after ``past``: float32 logits of each row's
+        last token ``[rows, vocab]`` and the new KV cache (on the session's device).
+
+        ``mask`` ``[rows, past + new]`` marks the cache entries each row attends to;
+        ``positions`` ``[rows, new]`` are the new tokens' positions.
+        """
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("input_ids", np.ascontiguousarray(input_ids, dtype=np.int64))
+        binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask, dtype=np.int64))
         if self.io.position_ids:
-            binding.bind_cpu_input("position_ids", np.arange(past_len, total, dtype=np.int64)[None])
+            binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions, dtype=np.int64))
         if self.io.use_cache_branch:
-            binding.bind_cpu_input("use_cache_branch", np.array([past_len > 0]))
+            binding.bind_cpu_input("use_cache_branch", np.array([mask.shape[1] > input_ids.shape[1]]))
         for name, value in zip(self.io.past, past):
             binding.bind_ortvalue_input(name, value)
         binding.bind_output("logits", "cpu")
@@ -200,23 +217,29 @@ class OnnxExtractor(GenerativeExtractor):
             binding.bind_output(name, *self._device)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        logits = outputs[0].numpy()
-        return int(np.argmax(logits[0, -1])), outputs[1:]
+        return outputs[0].numpy()[:, -1].astype(np.float32, copy=False), outputs[1:]
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
-        binding = self.session.io_binding()
+        """The per-query path: the whole prompt, then one token per step."""
         past, step_ids, generated = self._empty_past(), list(prompt_ids), []
         past_len, started = 0, time.perf_counter()
         while len(generated) < self.max_new_tokens:
-            token, past = self._step(binding, step_ids, past, past_len)
+            total = past_len + len(step_ids)
+            logits, past = self.forward(np.array([step_ids]), np.ones((1, total)), np.arange(past_len, total)[None], past)
             if past_len == 0:
                 self.last_prefill_seconds = time.perf_counter() - started
-            past_len += len(step_ids)
+            past_len = total
+            token = int(np.argmax(logits[0]))
             if token == self.eos_id:
                 break
             generated.append(token)
             step_ids = [token]
         return generated
 
+    def branch_pool(self) -> OnnxBranches:
+        if self._branches is None:
+            self._branches = OnnxBranches(self)
+        return self._branches
+
     def _release(self) -> None:
-        self.session = None
+        self.session = self._branches = None

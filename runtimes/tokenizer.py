@@ -52,6 +52,18 @@ class _SentencePiece:
         piece = self._sp.piece_to_id(token)
         return piece if piece != self._sp.unk_id() or token == self._sp.id_to_piece(piece) else None
 
+    @property
+    def vocab_size(self) -> int:
+        return self._sp.get_piece_size()
+
+    def token_bytes(self, token: int) -> bytes:
+        sp = self._sp
+        if sp.is_byte(token):
+            return bytes([int(sp.id_to_piece(token)[3:5], 16)])  # "<0x0A>"
+        if sp.is_control(token) or sp.is_unknown(token):
+            return b""
+        return sp.id_to_piece(token).replace("\u2581", " ").encode("utf-8")
+
 
 class _TokenizersJson:
     def __init__(self, folder: Path, backend: str, extra: str) -> None:
@@ -64,6 +76,8 @@ class _TokenizersJson:
         without = self._tk.encode("a", add_special_tokens=False).ids
         # BOS counts only if the tokenizer's own post-processing prepends it, as in transformers.
         self.bos_id = with_special[0] if len(with_special) > len(without) else None
+        self._special = {i for i, added in self._tk.get_added_tokens_decoder().items() if added.special}
+        self._byte_level = _uses_byte_level(folder)
 
     def encode(self, text: str) -> list[int]:
         return self._tk.encode(text, add_special_tokens=False).ids
@@ -73,6 +87,42 @@ class _TokenizersJson:
 
     def token_id(self, token: str) -> int | None:
         return self._tk.token_to_id(token)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tk.get_vocab_size(with_added_tokens=True)
+
+    def token_bytes(self, token: int) -> bytes:
+        if token in self._special:
+            return b""
+        piece = self._tk.id_to_token(token) or ""
+        if self._byte_level:
+            return bytes(_BYTE_OF_CHAR[ch] for ch in piece if ch in _BYTE_OF_CHAR)
+        if piece.startswith("<0x") and piece.endswith(">") and len(piece) == 6:
+            return bytes([int(piece[3:5], 16)])
+        return piece.replace("\u2581", " ").encode("utf-8")
+
+
+def _bytes_to_unicode() -> dict[str, int]:
+    """GPT-2's byte-level alphabet: the printable character standing for each byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), ord("\xff") + 1)]
+    chars, extra = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            chars[chr(byte)] = byte
+        else:
+            chars[chr(256 + extra)] = byte
+            extra += 1
+    return chars
+
+
+_BYTE_OF_CHAR = _bytes_to_unicode()
+
+
+def _uses_byte_level(folder: Path) -> bool:
+    decoder = read_json(folder / "tokenizer.json").get("decoder") or {}
+    kinds = [decoder.get("type")] + [d.get("type") for d in decoder.get("decoders", []) if isinstance(d, dict)]
+    return "ByteLevel" in kinds
 
 
 class FolderTokenizer:
@@ -110,3 +160,11 @@ class FolderTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._impl.decode(ids)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._impl.vocab_size
+
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes ``token`` adds to generated text (empty for special tokens)."""
+        return self._impl.token_bytes(token)

@@ -10,9 +10,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtimes.base import DEFAULT_MAX_NEW_TOKENS, GenerativeExtractor
+from runtimes.base import GenerativeExtractor
 from runtimes.errors import BackendUnavailable, ModelNotFound
 from runtimes.tokenizer import FolderTokenizer
+from runtimes.torch_branches import TorchBranches
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -43,6 +44,7 @@ class TorchExtractor(GenerativeExtractor):
         dtype: compute dtype; float32 is the reference on CPU.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
         n_threads: CPU threads for torch; ``None`` keeps torch's default.
+        **options: decoding options of :class:`GenerativeExtractor` (``max_new_tokens``...).
     """
 
     name = "torch"
@@ -54,9 +56,9 @@ class TorchExtractor(GenerativeExtractor):
         dtype: str = "float32",
         device: str = "cpu",
         n_threads: int | None = None,
-        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        **options,
     ) -> None:
-        super().__init__(max_new_tokens)
+        super().__init__(**options)
         try:
             import torch
             from transformers import AutoModelForCausalLM, GenerationConfig
@@ -74,13 +76,14 @@ class TorchExtractor(GenerativeExtractor):
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         self._tokenizer = FolderTokenizer(folder, "torch", "torch")
+        self._branches: TorchBranches | None = None
         self.eos_id = self._tokenizer.eos_id
         self.bos_id = self._tokenizer.bos_id
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
         self._generation = GenerationConfig(
             do_sample=False,
             num_beams=1,
-            max_new_tokens=max_new_tokens,
+            max_new_tokens=self.max_new_tokens,
             eos_token_id=self.eos_id,
             pad_token_id=self.eos_id,
         )
@@ -90,6 +93,13 @@ class TorchExtractor(GenerativeExtractor):
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tokenizer.decode(ids)
+
+    def token_bytes(self, token: int) -> bytes:
+        return self._tokenizer.token_bytes(token)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.vocab_size
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         torch = self._torch
@@ -106,5 +116,10 @@ class TorchExtractor(GenerativeExtractor):
         new = output[0, input_ids.shape[1] :].tolist()
         return new[: new.index(self.eos_id)] if self.eos_id in new else new
 
+    def branch_pool(self) -> TorchBranches:
+        if self._branches is None:
+            self._branches = TorchBranches(self)
+        return self._branches
+
     def _release(self) -> None:
-        self.model = None
+        self.model = self._branches = None

@@ -53,13 +53,17 @@ def smollm2_hf(tmp_path_factory) -> Path:
     return materialize_smollm2(tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct")
 
 
-@pytest.fixture(scope="session")
-def smollm2_ggufs(smollm2_hf, tmp_path_factory) -> dict[str, Path]:
+def f32_gguf_ladder(source: Path, out: Path, quants: list[str]) -> dict[str, Path]:
+    """``source`` as F32 GGUF and each of ``quants``: {"f32": ..., quant: ..., "manifest": ...}."""
     from toolkit import export_gguf_ladder
 
-    out = tmp_path_factory.mktemp("smollm2-gguf")
-    result = export_gguf_ladder(smollm2_hf, out, "f32", "q8_0,q4_k_m", progress=False)
-    return {"f32": result.base, "q8_0": result.quantized[0], "q4_k_m": result.quantized[1], "manifest": result.manifest}
+    result = export_gguf_ladder(source, out, "f32", ",".join(quants), progress=False)
+    return {"f32": result.base, **dict(zip(quants, result.quantized)), "manifest": result.manifest}
+
+
+@pytest.fixture(scope="session")
+def smollm2_ggufs(smollm2_hf, tmp_path_factory) -> dict[str, Path]:
+    return f32_gguf_ladder(smollm2_hf, tmp_path_factory.mktemp("smollm2-gguf"), ["q8_0", "q4_k_m"])
 
 
 def make_tiny_spm_llama(dest: Path, seed: int = 0) -> Path:
@@ -115,3 +119,40 @@ def tiny_spm_onnx_fp32(tiny_spm_hf, tmp_path_factory) -> Path:
     from toolkit.export_onnx import export_onnx
 
     return export_onnx(tiny_spm_hf, tmp_path_factory.mktemp("tiny-spm-onnx") / "fp32", "fp32", progress=False).folder
+
+
+@pytest.fixture(scope="session")
+def uniner_smol_hf(tmp_path_factory) -> Path:
+    """uniner-smol-135m (SmolLM2 + the committed LoRA): answers in UniNER's JSON format."""
+    from bench.reference_models import build_uniner_smol
+
+    return build_uniner_smol(tmp_path_factory.mktemp("uniner-smol") / "uniner-smol-135m")
+
+
+@pytest.fixture(scope="session")
+def uniner_smol_ggufs(uniner_smol_hf, tmp_path_factory) -> dict[str, Path]:
+    return f32_gguf_ladder(uniner_smol_hf, tmp_path_factory.mktemp("uniner-smol-gguf"), ["q4_k_m"])
+
+
+@pytest.fixture(scope="session")
+def uniner_smol_onnx(uniner_smol_hf, tmp_path_factory) -> dict[str, Path]:
+    from toolkit.export_onnx import export_onnx
+
+    out = tmp_path_factory.mktemp("uniner-smol-onnx")
+    return {p: export_onnx(uniner_smol_hf, out / p, p, progress=False).folder for p in ("fp32", "int4")}
+
+
+def crossner_texts(per_domain: int) -> list[tuple[str, list[str]]]:
+    """(text, every entity type of its domain) for the first texts of each official eval file."""
+    from runtimes.eval_data import read_queries
+
+    _require_data()
+    texts = []
+    for path in CROSSNER_EVAL.values():
+        by_text: dict[str, list[str]] = {}
+        for query in read_queries(path):
+            if len(by_text) == per_domain and query.text not in by_text:
+                break
+            by_text.setdefault(query.text, []).append(query.label)
+        texts += [(text, list(dict.fromkeys(labels))) for text, labels in by_text.items()]
+    return texts

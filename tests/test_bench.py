@@ -25,21 +25,25 @@ def small_eval_files(tmp_path_factory):
 def test_bench_writes_results_predictions_report_and_plots(tiny_spm_hf, tiny_spm_ggufs, tiny_spm_onnx_fp32,
                                                           small_eval_files, tmp_path, capsys):
     out = tmp_path / "bench"
-    argv = ["bench", "-r", tiny_spm_hf, "-c", tiny_spm_ggufs["f32"], "-c", tiny_spm_onnx_fp32,
+    argv = ["bench", "-r", tiny_spm_hf, "-c", tiny_spm_ggufs["f32"], "-c", tiny_spm_onnx_fp32, "--per-query", "--constrain", "json",
             "-d", small_eval_files[0], "-d", small_eval_files[1], "--max-new-tokens", "8", "--threads", "2", "-o", out, "-q"]
     code, stdout, err = run(uner, argv, capsys)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     names = [v["name"] for v in results["variants"]]
-    assert names == ["reference:tiny-spm-llama", "tiny-spm-llama.F32.gguf", "fp32", "hf-naive", "llamacpp-naive"]
+    assert names == ["reference:tiny-spm-llama", "tiny-spm-llama.F32.gguf", "tiny-spm-llama.F32.gguf per-query",
+                     "tiny-spm-llama.F32.gguf json", "fp32", "fp32 per-query", "fp32 json", "hf-naive", "llamacpp-naive"]
+    by_name = {v["name"]: v for v in results["variants"]}
+    assert by_name["fp32"]["x_own_per_query"] > 0 and by_name["fp32 per-query"]["x_own_per_query"] is None
+    assert by_name["fp32"]["agreement"] == 100.0  # fp32 ONNX, batched, answers as the torch reference
     assert results["data"] == {"music": 3, "tiny": 1} and results["versions"]["python"]
     for variant in results["variants"]:
         assert {"name", "path", "backend", "f1", "delta_f1", "agreement", "queries_per_s", "size_bytes"} <= set(variant)
         assert 0 <= variant["agreement"] <= 100 and variant["queries_per_s"] > 0
-        lines = (out / f"predictions-{variant['name'].replace(':', '_')}.jsonl").read_text().splitlines()
+        lines = (out / f"predictions-{variant['name'].replace(':', '_').replace(' ', '_')}.jsonl").read_text().splitlines()
         assert len(lines) == 4 and {"id", "text", "label", "raw", "answers"} <= set(json.loads(lines[0]))
     assert results["variants"][0]["agreement"] == 100.0 and results["variants"][0]["delta_f1"] == 0.0
-    assert results["variants"][3]["x_hf_naive"] == pytest.approx(1.0)
+    assert by_name["hf-naive"]["x_hf_naive"] == pytest.approx(1.0)
     report = (out / "report.md").read_text()
     assert "## music" in report and "## tiny" in report and "## speed" in report
     assert (out / "f1_vs_size.png").stat().st_size > 0 and (out / "queries_per_s.png").stat().st_size > 0
@@ -51,11 +55,14 @@ def test_a_reference_that_is_not_a_hf_folder_is_refused(tiny_spm_ggufs, small_ev
     assert_one_line_error(code, err, "expected --reference to be a Hugging Face folder")
 
 
-def test_the_sample_is_deterministic_and_keeps_file_order():
+def test_the_sample_is_whole_texts_deterministic_and_in_file_order():
     queries = read_queries(CROSSNER_EVAL["ai"])
     first, second = sample_queries(queries, 50), sample_queries(queries, 50)
-    assert first == second and len(first) == 50
+    assert first == second and 30 <= len(first) <= 50
     assert [queries.index(q) for q in first] == sorted(queries.index(q) for q in first)
+    chosen_texts = {q.text for q in first}
+    assert len(chosen_texts) >= 3
+    assert first == [q for q in queries if q.text in chosen_texts]  # every type of a chosen text
 
 
 def _run(name, raws, seconds):

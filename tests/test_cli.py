@@ -149,3 +149,62 @@ def test_every_command_has_help(main, capsys):
     for command in commands:
         code, sub_out, _ = run(main, [command, "--help"], capsys)
         assert code == 0 and "Usage" in sub_out
+
+
+def test_a_corpus_is_streamed_to_json_lines_and_resumed_after_an_interruption(uniner_smol_ggufs, tmp_path, capsys):
+    docs = tmp_path / "docs.jsonl"
+    texts = {"a": "Barack Obama visited Paris.", "b": "Angela Merkel lives in Berlin.",
+             "c": "Yoshua Bengio works in Montreal.", "d": "Marie Curie was born in Warsaw."}
+    docs.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()), encoding="utf-8")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("person\n# a comment\nlocation\n", encoding="utf-8")
+    out = tmp_path / "out" / "entities.jsonl"
+    argv = ["extract", "-m", uniner_smol_ggufs["q4_k_m"], "--labels-file", labels, "-i", docs, "-o", out, "--max-new-tokens", "24", "-q"]
+    code, _, err = run(uner, argv, capsys)
+    assert code == 0, err
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in records] == ["a", "b", "c", "d"]
+    for record in records:
+        for entity in record["entities"]:
+            assert texts[record["id"]][entity["start"]:entity["end"]] == entity["text"]
+    assert any(e["label"] == "person" for r in records for e in r["entities"])
+    # interrupted run: two lines done (one of them marked so a recompute would show), a third cut mid-write
+    marked = dict(records[0], entities=[{"label": "marker", "text": "", "start": 0, "end": 0}])
+    lines = [json.dumps(marked), json.dumps(records[1]), json.dumps(records[2])[:20]]
+    out.write_text("\n".join(lines), encoding="utf-8")
+    code, _, err = run(uner, argv, capsys)
+    assert code == 0, err
+    resumed = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in resumed] == ["a", "b", "c", "d"]
+    assert resumed[0] == marked and resumed[2:] == records[2:]
+
+
+def test_duplicate_document_ids_are_an_error_before_any_work(tmp_path, capsys):
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n', encoding="utf-8")
+    code, _, err = run(uner, ["extract", "-m", tmp_path / "missing.gguf", "-l", "person", "-i", docs, "-o", tmp_path / "o.jsonl"], capsys)
+    assert_one_line_error(code, err, "expected unique ids")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_output_needs_an_input_file(smollm2_ggufs, tmp_path, capsys):
+    code, _, err = run(uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person", "-t", "x", "-o", tmp_path / "o.jsonl"], capsys)
+    assert_one_line_error(code, err, "expected --output with an --input file")
+
+
+def test_embedding_type_keeps_embeddings_unquantized_in_quantized_files(tiny_spm_hf, tmp_path, capsys):
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    argv = ["gguf", tiny_spm_hf, "--out", tmp_path, "--outtype", "f32", "--quant", "q8_0", "--embedding-type", "f16", "-q"]
+    code, _, err = run(uner_export, argv, capsys)
+    assert code == 0, err
+    types = {t.name: t.tensor_type for t in GGUFReader(tmp_path / "tiny-spm-llama.Q8_0.gguf").tensors}
+    assert types["token_embd.weight"] == types["output.weight"] == GGMLQuantizationType.F16
+    assert types["blk.0.attn_q.weight"] == GGMLQuantizationType.Q8_0
+    assert json.loads((tmp_path / "manifest.json").read_text())["embedding_type"] == "f16"
+
+
+def test_an_unknown_embedding_type_fails_before_converting(tiny_spm_hf, tmp_path, capsys):
+    code, _, err = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--quant", "q8_0", "--embedding-type", "q3"], capsys)
+    assert_one_line_error(code, err, "expected an embedding type")
+    assert not list(tmp_path.iterdir())

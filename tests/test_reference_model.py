@@ -9,22 +9,20 @@ from runtimes.metrics import official_score
 from tests.conftest import CROSSNER_EVAL
 
 
-@pytest.fixture(scope="module")
-def uniner_smol(tmp_path_factory, monkeypatch_module):
-    monkeypatch_module.setenv("UNER_CACHE", str(tmp_path_factory.mktemp("uner-cache")))
-    return resolve_reference("uniner-smol-135m")
+def test_the_reference_name_builds_the_same_model_once(uniner_smol_hf, tmp_path, monkeypatch):
+    monkeypatch.setenv("UNER_CACHE", str(tmp_path))
+    folder = resolve_reference("uniner-smol-135m")
+    assert folder == str(tmp_path / "uniner-smol-135m")
+    built = (tmp_path / "uniner-smol-135m" / "model.safetensors").stat().st_mtime_ns
+    assert resolve_reference("uniner-smol-135m") == folder  # cached: not rebuilt
+    assert (tmp_path / "uniner-smol-135m" / "model.safetensors").stat().st_mtime_ns == built
+    assert (uniner_smol_hf / "model.safetensors").read_bytes() == (tmp_path / "uniner-smol-135m" / "model.safetensors").read_bytes()
 
 
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
-
-
-def test_uniner_smol_answers_json_lists_and_finds_entities(uniner_smol):
+def test_uniner_smol_answers_json_lists_and_finds_entities(uniner_smol_hf):
     # queries with a non-empty gold answer, from the official music eval file
     queries = [q for q in read_queries(CROSSNER_EVAL["music"]) if q.gold != "[]"][:8]
-    with load(uniner_smol, max_new_tokens=64) as ner:
+    with load(uniner_smol_hf, max_new_tokens=64) as ner:
         raws = [ner.answer(q.text, q.label) for q in queries]
     assert all(raw.startswith("[") and raw.endswith("]") for raw in raws), raws
     assert official_score(raws, [q.gold for q in queries]).n_correct >= 2, raws

@@ -57,6 +57,10 @@ def gguf(
         str, typer.Option("--quant", help="Comma-separated llama.cpp quant types to build from it.", show_default=False)
     ] = "",
     name: Annotated[str | None, typer.Option("--name", help="Model name in file names (default: folder name).", show_default=False)] = None,
+    embedding_type: Annotated[
+        str | None,
+        typer.Option("--embedding-type", help="Token-embedding and output tensor type in quantized files (f32, f16, q8_0, q6_k), as llama-quantize --token-embedding-type/--output-tensor-type.", show_default=False),
+    ] = None,
     adapter: AdapterOpt = None,
     allow_pickle: AllowPickleOpt = False,
     force: ForceOpt = False,
@@ -67,7 +71,8 @@ def gguf(
     setup_logging(quiet)
     result = export_gguf_ladder(
         source, out, outtype, quant,
-        name=name, adapter=adapter, allow_pickle=allow_pickle, force=force, n_threads=threads, progress=not quiet,
+        name=name, adapter=adapter, allow_pickle=allow_pickle, force=force, n_threads=threads,
+        embedding_type=embedding_type, progress=not quiet,
     )
     for path in [*result.files, result.manifest]:
         typer.echo(str(path))

@@ -49,6 +49,11 @@ QUANT_TYPES = {
 }
 
 
+#: ``--embedding-type`` names -> ggml type constant names: the token-embedding and output
+#: tensors of quantized files (tied small models read their logits through token_embd).
+EMBEDDING_TYPES = {"f32": "GGML_TYPE_F32", "f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q6_k": "GGML_TYPE_Q6_K"}
+
+
 def gguf_file_name(model_name: str, kind: str) -> str:
     """``<name>.<TYPE>.gguf``, the naming the llama.cpp ecosystem uses."""
     return f"{model_name}.{kind.upper()}.gguf"

@@ -12,7 +12,7 @@ from toolkit.adapter import merged_source
 from toolkit.checkpoint import HFCheckpoint
 from toolkit.constants import TOOL_NAME, OutType, gguf_file_name
 from toolkit.files import MANIFEST, check_writable, update_manifest
-from toolkit.quantize import parse_quant_types, quantize_ladder
+from toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
 from toolkit.export_gguf import export_gguf
 
 logger = logging.getLogger(__name__)
@@ -42,26 +42,29 @@ def export_gguf_ladder(
     allow_pickle: bool = False,
     force: bool = False,
     n_threads: int | None = None,
+    embedding_type: str | None = None,
     progress: bool = True,
 ) -> GGUFExport:
     """Convert ``source`` to GGUF ``outtype``, quantize it to each of ``quants``, write manifest.json.
 
     Every input is checked before anything is written: the checkpoint, the quant names and
     whether outputs exist (refused unless ``force``). ``adapter``: a PEFT LoRA folder merged
-    into ``source`` first.
+    into ``source`` first. ``embedding_type`` (f32, f16, q8_0, q6_k) keeps the token-embedding
+    and output tensors of the quantized files at that type.
 
     >>> export_gguf_ladder("UniNER-7B-type", "out", "f16", "q8_0,q4_k_m").files  # doctest: +SKIP
     [PosixPath('out/UniNER-7B-type.F16.gguf'), PosixPath('out/UniNER-7B-type.Q8_0.gguf'), ...]
     """
     outtype = OutType(outtype)
     quant_list = parse_quant_types(quants)
+    check_embedding_type(embedding_type)
     model_name = name or HFCheckpoint(source, allow_pickle=allow_pickle).name
     out = Path(out_dir)
     planned = [out / gguf_file_name(model_name, kind) for kind in [outtype.value, *quant_list]]
     check_writable(planned, force)
     with merged_source(source, adapter, out) as merged:
         base = export_gguf(merged, out, outtype, name=model_name, allow_pickle=allow_pickle, progress=progress)
-    quantized = quantize_ladder(base, model_name, quant_list, n_threads=n_threads, progress=progress)
+    quantized = quantize_ladder(base, model_name, quant_list, n_threads=n_threads, embedding_type=embedding_type, progress=progress)
     result = GGUFExport(base=base, quantized=quantized)
     result.manifest = update_manifest(
         out,
@@ -72,6 +75,7 @@ def export_gguf_ladder(
             "model": model_name,
             "source": str(source),
             "adapter": str(adapter) if adapter else None,
+            "embedding_type": embedding_type,
             "format": "gguf",
             "prompt_template": TEMPLATE,
         },

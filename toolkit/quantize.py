@@ -7,28 +7,12 @@ import os
 from pathlib import Path
 
 from runtimes.errors import BackendUnavailable, InputError
-from toolkit.constants import QUANT_TYPES, gguf_file_name
+from runtimes.llamacpp_backend import route_llama_logs
+from toolkit.constants import EMBEDDING_TYPES, QUANT_TYPES, gguf_file_name
 from toolkit.errors import QuantizeError
 from toolkit.files import atomic_path
 
 logger = logging.getLogger(__name__)
-
-
-_llama_log_callback = None  # kept referenced: llama.cpp holds a raw pointer to it
-
-
-def _route_llama_logs(llama_cpp) -> None:
-    """Send llama.cpp's per-tensor log lines to our debug log; the terminal keeps the progress bar."""
-    global _llama_log_callback
-    if _llama_log_callback is None:
-        llama_logger = logging.getLogger("llama.cpp")
-
-        @llama_cpp.llama_log_callback
-        def forward(level, text, user_data):
-            llama_logger.debug(text.decode("utf-8", errors="replace").rstrip())
-
-        _llama_log_callback = forward
-        llama_cpp.llama_log_set(_llama_log_callback, None)
 
 
 def parse_quant_types(spec: str | list[str] | None) -> list[str]:
@@ -47,16 +31,25 @@ def quantized_path(source: Path, model_name: str, quant: str) -> Path:
     return source.parent / gguf_file_name(model_name, quant)
 
 
-def quantize_gguf(source: Path, out: Path, quant: str, n_threads: int | None = None) -> Path:
-    """Quantize ``source`` to ``out`` with llama.cpp; ``out`` appears only when complete."""
+def check_embedding_type(name: str | None) -> str | None:
+    if name is not None and name not in EMBEDDING_TYPES:
+        raise InputError(f"expected an embedding type among {', '.join(EMBEDDING_TYPES)}, got {name!r}")
+    return name
+
+
+def quantize_gguf(source: Path, out: Path, quant: str, n_threads: int | None = None, embedding_type: str | None = None) -> Path:
+    """Quantize ``source`` to ``out`` with llama.cpp; ``out`` appears only when complete.
+    ``embedding_type`` overrides the type of the token-embedding and output tensors."""
     try:
         import llama_cpp
     except ImportError as exc:
         raise BackendUnavailable("quantize", "llama-cpp-python", "export") from exc
-    _route_llama_logs(llama_cpp)
+    route_llama_logs(llama_cpp)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
     params.nthread = n_threads or os.cpu_count() or 1
+    if check_embedding_type(embedding_type):
+        params.token_embedding_type = params.output_tensor_type = getattr(llama_cpp, EMBEDDING_TYPES[embedding_type])
     with atomic_path(out) as tmp:
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
         if status != 0:
@@ -70,6 +63,7 @@ def quantize_ladder(
     quants: list[str],
     *,
     n_threads: int | None = None,
+    embedding_type: str | None = None,
     progress: bool = True,
 ) -> list[Path]:
     """Quantize ``source`` to every type in ``quants``; files are ``<name>.<TYPE>.gguf``."""
@@ -82,7 +76,7 @@ def quantize_ladder(
     for quant in quants:
         if bar:
             bar.set_postfix_str(quant)
-        outputs.append(quantize_gguf(source, quantized_path(source, model_name, quant), quant, n_threads))
+        outputs.append(quantize_gguf(source, quantized_path(source, model_name, quant), quant, n_threads, embedding_type))
         if bar:
             bar.update(1)
     if bar:
