@@ -102,8 +102,7 @@ def extract(
     if not texts:
         raise InputError("expected a text (--text) or an input file (--input), got neither")
     with load(model, backend=backend.value, **options) as ner:
-        for item in texts:
-            extraction = ner.run(item, label_list)
+        for extraction in ner.run_many(texts, label_list):
             if as_json:
                 typer.echo(json.dumps(extraction.to_dict(include_raw=raw), ensure_ascii=False))
             else:

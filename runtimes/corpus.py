@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,17 +64,27 @@ def extract_corpus(
 
         bar = tqdm(total=total, unit="doc", desc="extract", dynamic_ncols=True)
     output.parent.mkdir(parents=True, exist_ok=True)
+    waiting: deque[str] = deque()
+
+    def unfinished() -> Iterator[str]:
+        for doc_id, text in documents:
+            if doc_id in done:
+                run.skipped += 1
+                if bar is not None:
+                    bar.update()
+                continue
+            waiting.append(doc_id)
+            yield text
+
     try:
         with output.open("a", encoding="utf-8") as sink:
-            for doc_id, text in documents:
-                if doc_id in done:
-                    run.skipped += 1
-                else:
-                    record = {"id": doc_id, **extractor.run(text, labels).to_dict(include_raw)}
-                    del record["text"]
-                    sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-                    sink.flush()
-                    run.written += 1
+            # run_many decodes several documents at once and yields them in input order
+            for extraction in extractor.run_many(unfinished(), labels):
+                record = {"id": waiting.popleft(), **extraction.to_dict(include_raw)}
+                del record["text"]
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                sink.flush()
+                run.written += 1
                 if bar is not None:
                     bar.update()
     finally:

@@ -86,7 +86,7 @@ def test_types_that_do_not_fit_the_kv_cache_run_in_several_batches(uniner_smol_g
 
 def test_several_texts_decode_together_with_the_same_answers(uniner_smol_ggufs):
     texts = crossner_texts(per_domain=1)
-    with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW) as ner:
+    with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW, parallel_texts=3) as ner:
         jobs = [Job([ner.prompt_ids(text, label) for label in labels], text) for text, labels in texts]
         together = dict(ner.generate_jobs(jobs))
         assert max(ner.stats.tokens_per_step) > max(len(labels) for _, labels in texts)  # branches of several texts in one step
