@@ -1,7 +1,5 @@
 """uniner-smol-135m: SmolLM2 + the committed LoRA answers in UniNER's format."""
 
-import pytest
-
 from bench.reference_models import resolve_reference
 from runtimes import load
 from runtimes.eval_data import read_queries

@@ -189,7 +189,7 @@ def _build_folder(
         _build_graph(checkpoint, building, precision, device, quantization, progress)
         _replace_tokenizer_files(checkpoint.folder, building)
         write_json_atomic(building / PROMPT_FILE, {"template": TEMPLATE, "greedy": True, "max_new_tokens": 256})
-        manifest = _write_manifest(building, {
+        _write_manifest(building, {
             "tool": TOOL_NAME,
             "tool_version": __version__,
             **fields,
