@@ -78,9 +78,10 @@ def check_text(text: object) -> str:
 class _TextResult:
     """A text's extraction as its windows finish (in any order)."""
 
-    def __init__(self, extraction: Extraction, windows: int) -> None:
+    def __init__(self, extraction: Extraction, windows: int, labels: Sequence[str]) -> None:
         self.extraction = extraction
         self.pending = windows
+        self.labels = list(labels)
         self.raws: dict[int, list[str]] = {}
         self.found: list[Entity] = []
 
@@ -88,10 +89,9 @@ class _TextResult:
     def complete(self) -> bool:
         return self.pending == 0
 
-    def add(self, window: int, offset: int, piece: str, labels: Sequence[str], raws: Sequence[str]) -> None:
+    def add(self, window: int, offset: int, piece: str, raws: Sequence[str]) -> None:
         self.raws[window] = list(raws)
-        self.labels = list(labels)
-        for label, raw in zip(labels, raws):
+        for label, raw in zip(self.labels, raws):
             grounded = ground(piece, label, parse_answer(raw))
             self.found += [shift(entity, offset) for entity in grounded.entities]
             if grounded.ungrounded:
@@ -110,8 +110,9 @@ class GenerativeExtractor(ABC):
 
     Subclasses provide ``name``, ``eos_id``, ``bos_id`` (``None`` when the tokenizer adds no
     BOS), ``context_length`` and the four methods below; a backend that can branch sequences
-    from a shared prompt prefix also provides ``shared_prefix_batch()`` (see
-    :mod:`runtimes.engine`), which :meth:`answers` then uses.
+    from a shared prompt prefix also provides ``branch_pool()`` (a
+    :class:`runtimes.engine.BranchPool`), which :meth:`generate_jobs` then uses, and
+    ``token_bytes``/``vocab_size`` for constrained decoding.
 
     Args:
         max_new_tokens: generation limit per answer.
@@ -246,7 +247,7 @@ class GenerativeExtractor(ABC):
             job_index = 0
             for text_index, text in enumerate(texts):
                 windows = self.windows(check_text(text), labels)
-                texts_state[text_index] = _TextResult(Extraction(text=text), len(windows))
+                texts_state[text_index] = _TextResult(Extraction(text=text), len(windows), labels)
                 for window_index, (offset, piece) in enumerate(windows):
                     owners[job_index] = (text_index, window_index, offset, piece)
                     job_index += 1
@@ -255,7 +256,7 @@ class GenerativeExtractor(ABC):
         emitted = 0
         for job_index, outputs in self.generate_jobs(jobs()):
             text_index, window_index, offset, piece = owners.pop(job_index)
-            texts_state[text_index].add(window_index, offset, piece, labels, [self.decode(ids).strip() for ids in outputs])
+            texts_state[text_index].add(window_index, offset, piece, [self.decode(ids).strip() for ids in outputs])
             while emitted in texts_state and texts_state[emitted].complete:
                 yield texts_state.pop(emitted).finish()
                 emitted += 1
