@@ -188,10 +188,11 @@ class LlamaCppExtractor(GenerativeExtractor):
 
     # -- running the context ----------------------------------------------------------------
 
-    def _decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]) -> list[np.ndarray]:
-        """Run tokens through the model in chunks of the batch size; logits rows of the tokens
-        that asked for them, in order."""
-        rows = []
+    def _decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]) -> np.ndarray:
+        """Run tokens through the model in chunks of the batch size; logits ``[wanted, vocab]``
+        of the tokens that asked for them, in order (copied: the next decode overwrites them)."""
+        rows = np.empty((sum(map(bool, wants_logits)), self._n_vocab), dtype=np.float32)
+        filled = 0
         for start in range(0, len(tokens), self._n_batch):
             chunk = slice(start, start + self._n_batch)
             self._batch.fill(tokens[chunk], positions[chunk], seqs[chunk], wants_logits[chunk])
@@ -202,7 +203,8 @@ class LlamaCppExtractor(GenerativeExtractor):
             for index, wanted in enumerate(wants_logits[chunk]):
                 if wanted:
                     pointer = self._llama_cpp.llama_get_logits_ith(self._ctx, index)
-                    rows.append(np.ctypeslib.as_array(pointer, shape=(self._n_vocab,)).copy())
+                    rows[filled] = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
+                    filled += 1
         return rows
 
     def _forget_prefix_of_generate(self) -> None:
@@ -267,13 +269,13 @@ class LlamaCppExtractor(GenerativeExtractor):
         self._next_group += 1
         self._group_cells[group] = count
         self._group_of.update({seq: group for seq in branches})
-        return branches, np.stack(self._decode(tokens, positions, seqs, wants))
+        return branches, self._decode(tokens, positions, seqs, wants)
 
     def step(self, branches: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
         positions = [self._position[seq] for seq in branches]
         for seq in branches:
             self._position[seq] += 1
-        return np.stack(self._decode(tokens, positions, branches, [True] * len(tokens)))
+        return self._decode(tokens, positions, branches, [True] * len(tokens))
 
     def drop(self, branch: int) -> None:
         self._llama_cpp.llama_memory_seq_rm(self._memory, branch, -1, -1)
