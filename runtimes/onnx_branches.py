@@ -1,4 +1,4 @@
-"""The branch pool on ONNX Runtime (:class:`runtimes.engine.BranchPool`), one text at a time.
+"""The branch pool on ONNX Runtime (:class:`runtimes.engine.BranchPool`).
 
 The prefix is run once; each suffix then runs on its own from the prefix's KV cache
 (GroupQueryAttention takes several new tokens after a past only for one row). Decoding runs
@@ -6,6 +6,11 @@ every branch as one row of a batch whose KV cache is right-padded: each row's ma
 on its own entries, zeros on the padding and a one for every new token. GroupQueryAttention
 reads only the mask's row sums (it keeps each row's cache contiguous); standard attention graphs
 read the mask as is, so both kinds of export attend to exactly the right entries.
+
+Texts join while others are decoding: new rows are right-padded to the batch's width (or the
+batch to theirs) and stacked under the running ones. Padding is never cut (which columns are
+padding depends on the attention kind), so a batch stops taking texts once it is twice as wide
+as one text needs, and starts afresh when it has drained.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ import numpy as np
 if TYPE_CHECKING:
     from runtimes.onnx_backend import OnnxExtractor
 
-#: branches decoded in one batch; more rows cost more KV-cache copies per step than they save
-DEFAULT_MAX_BRANCHES = 16
+#: rows decoded at once; a text's branches join only when all of them fit beside the running ones
+DEFAULT_MAX_BRANCHES = 32
 
 
 class OnnxBranches:
-    """The branches of one text and their padded KV cache."""
+    """Running branches (of one or several texts) as the rows of one right-padded KV cache."""
 
     def __init__(self, extractor: OnnxExtractor, max_branches: int = DEFAULT_MAX_BRANCHES) -> None:
         self._model = extractor
@@ -36,8 +41,13 @@ class OnnxBranches:
         self._positions = np.zeros(0, dtype=np.int64)
 
     def room(self, prefix_len: int, suffix_lens: Sequence[int], max_new_tokens: int) -> int:
-        """One text at a time: its branches share one padded batch."""
-        return 0 if self._alive else self._max_branches
+        """All of a text's branches when they fit beside the running ones and the batch is not
+        yet too wide; an idle pool takes as many as it can."""
+        if not self._alive:
+            return min(len(suffix_lens), self._max_branches)
+        too_wide = self._mask.shape[1] > 2 * (prefix_len + max(suffix_lens) + max_new_tokens)
+        crowded = len(self._alive) + len(suffix_lens) > self._max_branches
+        return 0 if too_wide or crowded else len(suffix_lens)
 
     def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
         model, start = self._model, len(prefix)
@@ -53,13 +63,24 @@ class OnnxBranches:
                 layer[row, :, :total] = value.numpy()[0]
             logits.append(row_logits[0])
         lengths = np.array([start + len(s) for s in suffixes])
-        self._mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int64)
-        self._positions = lengths
-        self._past = [model.kv_value(layer) for layer in kv]
-        self._rows = list(range(self._next_handle, self._next_handle + len(suffixes)))
+        mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int64)
+        handles = list(range(self._next_handle, self._next_handle + len(suffixes)))
         self._next_handle += len(suffixes)
-        self._alive = set(self._rows)
-        return list(self._rows), np.stack(logits)
+        self._join(kv, mask, lengths, handles)
+        return handles, np.stack(logits)
+
+    def _join(self, kv: list[np.ndarray], mask: np.ndarray, positions: np.ndarray, handles: list[int]) -> None:
+        """Stack new rows under the running ones, right-padding the narrower cache."""
+        self._alive.update(handles)
+        if len(self._alive) > len(handles):
+            keep = [row for row, handle in enumerate(self._rows) if handle in self._alive]  # finished ones leave
+            width = max(mask.shape[1], self._mask.shape[1])
+            kv = [np.concatenate([_right_pad(old.numpy()[keep], width), _right_pad(new, width)]) for old, new in zip(self._past, kv)]
+            mask = np.concatenate([_right_pad(self._mask[keep], width), _right_pad(mask, width)])
+            positions = np.concatenate([self._positions[keep], positions])
+            handles = [self._rows[row] for row in keep] + handles
+        self._past = [self._model.kv_value(layer) for layer in kv]
+        self._mask, self._positions, self._rows = mask, positions, handles
 
     def step(self, branches: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
         if list(branches) != self._rows:  # finished branches leave the batch
@@ -73,5 +94,14 @@ class OnnxBranches:
 
     def drop(self, branch: int) -> None:
         self._alive.discard(branch)
-        if not self._alive:  # the text is done: free its cache now
+        if not self._alive:  # nothing left running: free the cache now
             self._rows, self._past = [], []
+
+
+def _right_pad(array: np.ndarray, width: int) -> np.ndarray:
+    """A mask ``[rows, cols]`` or a cache ``[rows, heads, cols, dim]`` widened to ``width``
+    columns with zeros on the right."""
+    axis = 1 if array.ndim == 2 else 2
+    pad = [(0, 0)] * array.ndim
+    pad[axis] = (0, width - array.shape[axis])
+    return np.pad(array, pad)

@@ -1,9 +1,14 @@
-"""The branch pool on transformers (:class:`runtimes.engine.BranchPool`), one text at a time.
+"""The branch pool on transformers (:class:`runtimes.engine.BranchPool`).
 
 The prefix runs once; its ``DynamicCache`` is repeated over the branches. Suffixes of
 different lengths run in one pass, padded on the left (between the prefix and the suffix) and
 masked out, with explicit position ids so every real token keeps the position it has in its
 own per-query prompt; all suffixes then end in the same column, whose logits start decoding.
+
+Texts join while others are decoding: the new rows and the running ones are padded on the left
+to one cache width and stacked, so a text's long answers share steps with the next text's
+short ones (a CPU step of this size costs about the same for 1 row as for 20: its time is
+per-call overhead, not arithmetic).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import numpy as np
 if TYPE_CHECKING:
     from runtimes.torch_backend import TorchExtractor
 
-DEFAULT_MAX_BRANCHES = 16
+#: rows decoded at once; a text's branches join only when all of them fit beside the running ones
+DEFAULT_MAX_BRANCHES = 32
 
 
 class TorchBranches:
-    """The branches of one text and their KV cache."""
+    """Running branches (of one or several texts) as the rows of one padded KV cache."""
 
     def __init__(self, extractor: TorchExtractor, max_branches: int = DEFAULT_MAX_BRANCHES) -> None:
         self._owner = extractor
@@ -32,8 +38,11 @@ class TorchBranches:
         self._cache = self._mask = self._positions = None
 
     def room(self, prefix_len: int, suffix_lens: Sequence[int], max_new_tokens: int) -> int:
-        """One text at a time: its branches share one padded batch."""
-        return 0 if self._alive else self._max_branches
+        """All of a text's branches when they fit beside the running ones (a text sent in parts
+        would encode its prefix once per part); an idle pool takes as many as it can."""
+        if not self._alive:
+            return min(len(suffix_lens), self._max_branches)
+        return len(suffix_lens) if len(self._alive) + len(suffix_lens) <= self._max_branches else 0
 
     def _forward(self, ids, mask, positions, cache):
         with self._torch.inference_mode():
@@ -57,26 +66,62 @@ class TorchBranches:
             ids.append([pad] * gap + list(suffix))
             mask.append([1] * start + [0] * gap + [1] * len(suffix))
             positions.append([start] * gap + list(range(start, start + len(suffix))))
-        self._mask = self._tensor(mask)
-        logits, self._cache = self._forward(self._tensor(ids), self._mask, self._tensor(positions), cache)
-        self._positions = self._tensor([start + len(s) for s in suffixes])
-        self._rows = list(range(self._next_handle, self._next_handle + len(suffixes)))
+        mask = self._tensor(mask)
+        logits, cache = self._forward(self._tensor(ids), mask, self._tensor(positions), cache)
+        handles = list(range(self._next_handle, self._next_handle + len(suffixes)))
         self._next_handle += len(suffixes)
-        self._alive = set(self._rows)
-        return list(self._rows), logits
+        self._join(cache, mask, self._tensor([start + len(s) for s in suffixes]), handles)
+        return handles, logits
+
+    def _join(self, cache, mask, positions, handles: list[int]) -> None:
+        """Stack new rows under the running ones, left-padding the narrower cache."""
+        if not self._alive:
+            self._cache, self._mask, self._positions, self._rows = cache, mask, positions, handles
+        else:
+            torch = self._torch
+            self._keep([row for row, handle in enumerate(self._rows) if handle in self._alive])  # finished ones leave
+            width = max(mask.shape[1], self._mask.shape[1])
+            for old, new in zip(self._cache.layers, cache.layers):
+                old.keys = torch.cat([_left_pad(torch, old.keys, width), _left_pad(torch, new.keys, width)])
+                old.values = torch.cat([_left_pad(torch, old.values, width), _left_pad(torch, new.values, width)])
+            self._mask = torch.cat([_left_pad(torch, self._mask, width), _left_pad(torch, mask, width)])
+            self._positions = torch.cat([self._positions, positions])
+            self._rows = self._rows + handles
+        self._alive.update(handles)
 
     def step(self, branches: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
         torch = self._torch
         if list(branches) != self._rows:  # finished branches leave the batch
-            keep = self._tensor([self._rows.index(handle) for handle in branches])
-            self._cache.batch_select_indices(keep)
-            self._mask, self._positions, self._rows = self._mask[keep], self._positions[keep], list(branches)
+            self._keep([self._rows.index(handle) for handle in branches])
         self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
         logits, self._cache = self._forward(self._tensor([[t] for t in tokens]), self._mask, self._positions[:, None], self._cache)
         self._positions = self._positions + 1
         return logits
 
+    def _keep(self, rows: list[int]) -> None:
+        """Keep these batch rows; cut the leading cache columns no kept row attends to."""
+        self._rows = [self._rows[row] for row in rows]
+        keep = self._tensor(rows)
+        self._mask, self._positions = self._mask[keep], self._positions[keep]
+        unused = int(self._mask.any(dim=0).long().argmax())
+        for layer in self._cache.layers:
+            layer.keys = layer.keys[keep, :, unused:]
+            layer.values = layer.values[keep, :, unused:]
+        self._mask = self._mask[:, unused:]
+
     def drop(self, branch: int) -> None:
         self._alive.discard(branch)
-        if not self._alive:  # the text is done: free its cache now
+        if not self._alive:  # nothing left running: free the cache now
             self._rows, self._cache = [], None
+
+
+def _left_pad(torch, tensor, width: int):
+    """``tensor`` (a mask ``[rows, cols]`` or a cache ``[rows, heads, cols, dim]``) widened to
+    ``width`` columns with zeros on the left."""
+    axis = 1 if tensor.dim() == 2 else 2
+    missing = width - tensor.shape[axis]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[axis] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=axis)

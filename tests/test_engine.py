@@ -84,15 +84,42 @@ def test_types_that_do_not_fit_the_kv_cache_run_in_several_batches(uniner_smol_g
     assert batched == plain
 
 
-def test_several_texts_decode_together_with_the_same_answers(uniner_smol_ggufs):
+@pytest.fixture(params=["gguf-f32", "torch", "onnx-fp32"])
+def multi_text_artifact(request, uniner_smol_hf, uniner_smol_ggufs, uniner_smol_onnx):
+    kind, _, variant = request.param.partition("-")
+    if kind == "gguf":  # llama.cpp decodes one text at a time unless asked for more
+        return uniner_smol_ggufs[variant], {"parallel_texts": 3}
+    return {"torch": uniner_smol_hf, "onnx": uniner_smol_onnx.get(variant)}[kind], {}
+
+
+def test_several_texts_decode_together_with_the_same_answers(multi_text_artifact):
+    path, options = multi_text_artifact
     texts = crossner_texts(per_domain=1)
-    with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW, parallel_texts=3) as ner:
+    with load(path, max_new_tokens=MAX_NEW, **options) as ner:
         jobs = [Job([ner.prompt_ids(text, label) for label in labels], text) for text, labels in texts]
         together = dict(ner.generate_jobs(jobs))
         assert max(ner.stats.tokens_per_step) > max(len(labels) for _, labels in texts)  # branches of several texts in one step
         ner.batched = False
         alone = dict(ner.generate_jobs(jobs))
     assert together == alone
+
+
+@pytest.mark.parametrize("kind", ["torch", "onnx"])
+def test_a_text_joins_the_running_batch_whole_once_finished_rows_have_left(kind, uniner_smol_hf, uniner_smol_onnx, monkeypatch):
+    from runtimes.onnx_branches import OnnxBranches
+    from runtimes.torch_branches import TorchBranches
+
+    pool_class = {"torch": TorchBranches, "onnx": OnnxBranches}[kind]
+    added = []
+    add = pool_class.add
+    monkeypatch.setattr(pool_class, "add", lambda self, prefix, suffixes: added.append(len(suffixes)) or add(self, prefix, suffixes))
+    texts = crossner_texts(per_domain=2)  # 6 texts x 11-13 types: more rows than one batch holds
+    with load({"torch": uniner_smol_hf, "onnx": uniner_smol_onnx["fp32"]}[kind], max_new_tokens=MAX_NEW) as ner:
+        jobs = [Job([ner.prompt_ids(text, label) for label in labels], text) for text, labels in texts]
+        dict(ner.generate_jobs(jobs))
+        pool = ner.branch_pool()
+        assert not pool._alive and not pool._rows
+    assert added == [len(labels) for _, labels in texts]
 
 
 def test_the_shared_prefix_leaves_every_prompt_a_token_of_its_own():
