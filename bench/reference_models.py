@@ -12,12 +12,9 @@ import tempfile
 from pathlib import Path
 
 from runtimes.errors import ModelNotFound
+from runtimes.hub import cache_dir
 
 ADAPTERS = {"uniner-smol-135m": Path(__file__).resolve().parent / "uniner_smol" / "adapter"}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("UNER_CACHE", Path.home() / ".cache" / "uner"))
 
 
 def build_uniner_smol(dest: Path) -> Path:

@@ -35,7 +35,7 @@ ThreadsOpt = Annotated[
 ]
 ModelOpt = Annotated[
     Path,
-    typer.Option("--model", "-m", help="A .gguf file, an ONNX export folder or a Hugging Face model folder.", show_default=False),
+    typer.Option("--model", "-m", help="A .gguf file, an ONNX export folder, a Hugging Face model folder, or org/name:variant (a published variant, pulled once).", show_default=False),
 ]
 BackendOpt = Annotated[BackendChoice, typer.Option("--backend", help="Backend to run the model with.")]
 ProviderOpt = Annotated[

@@ -109,6 +109,30 @@ def extract(
                 _print_plain(extraction, raw)
 
 
+PULL_EXAMPLES = """
+Examples:
+  uner pull me/UniNER-7B-type-uner --variant q4_k_m
+  HF_HUB_OFFLINE=1 uner extract --model me/UniNER-7B-type-uner:q4_k_m -l person -t "Barack Obama visited Paris."
+"""
+
+
+@app.command(epilog=PULL_EXAMPLES)
+def pull(
+    repo_id: Annotated[str, typer.Argument(help="Hub repo made by uner-export push (org/name).", show_default=False)],
+    variant: Annotated[str | None, typer.Option("--variant", help="Variant to download (q4_k_m, onnx-int4...); without it, the error lists them.", show_default=False)] = None,
+    revision: Annotated[str | None, typer.Option("--revision", help="Branch, tag or commit (default: main).", show_default=False)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Download again even if cached (e.g. after a failed check).")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Download one published variant (and the repo's manifest), check its sha256; prints its local path."""
+    setup_logging(quiet)
+    from runtimes.hub import parse_variant_ref, pull as pull_variant
+
+    if variant is None and (ref := parse_variant_ref(repo_id)):
+        repo_id, variant = ref
+    typer.echo(str(pull_variant(repo_id, variant, revision=revision, force=force)))
+
+
 def _labels(labels: str, labels_file: Path | None) -> list[str]:
     if labels_file is not None:
         from_file = read_labels_file(labels_file)

@@ -32,3 +32,7 @@ class BackendUnavailable(UnerError):
 
 class ProviderUnavailable(UnerError):
     """An ONNX Runtime execution provider was asked for but this install cannot run it."""
+
+
+class IntegrityError(UnerError):
+    """A file does not match the size or sha256 its manifest records."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from runtimes.base import GenerativeExtractor
 from runtimes.errors import InputError, ModelNotFound
+from runtimes.hub import parse_variant_ref, pull
 
 #: backend name -> "module:Class"; modules import their heavy dependency only when built.
 BACKENDS: dict[str, str] = {
@@ -30,10 +31,15 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def resolve_model(model: str | Path) -> Path:
-    """A local path as is; a Hub repo id (``org/name``) not present locally is downloaded
-    (or taken from the Hugging Face cache when offline) as a HF folder."""
+    """A local path as is; ``org/name:variant`` is one published variant (pulled once, checked
+    against the repo's manifest, then served from the Hugging Face cache, offline too); a Hub
+    repo id (``org/name``) not present locally is downloaded as a HF folder."""
     path = Path(model)
-    if path.exists() or not _REPO_ID.match(str(model)):
+    if path.exists():
+        return path
+    if ref := parse_variant_ref(str(model)):
+        return pull(*ref)
+    if not _REPO_ID.match(str(model)):
         return path
     try:
         from huggingface_hub import snapshot_download
@@ -73,7 +79,9 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
 
     Args:
         model: a GGUF file (llama.cpp), an ONNX export folder (ONNX Runtime), a Hugging Face
-            model folder (torch), or a Hub repo id of a HF model (downloaded once, then served from the HF cache offline).
+            model folder (torch), ``org/name:variant`` (one variant of a repo made by
+            ``uner-export push``), or a Hub repo id of a HF model (downloaded once, then served
+            from the HF cache offline).
         backend: ``"auto"`` to pick from the artifact, or a name in :data:`BACKENDS`.
         **options: decoding options (``max_new_tokens``, ``batched``) and the backend's own
             (``n_threads``, ``dtype``, ``provider``...).

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from runtimes.errors import IntegrityError
+from runtimes.manifest import read_manifest, verify_folder
 from runtimes.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
 from runtimes._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, run_app, setup_logging, typer_factory
 from toolkit.constants import QUANT_TYPES, OutType
 from toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
 from toolkit.pipeline import export_gguf_ladder
+from toolkit.publish import describe, plan_push, push as publish
+from toolkit.recipe_run import run_recipe
+from toolkit.recipes import available_recipes, load_recipe
 
 GGUF_EXAMPLES = f"""
 Examples:
@@ -44,6 +50,8 @@ AdapterOpt = Annotated[
     Path | None,
     typer.Option("--adapter", help="PEFT LoRA adapter folder to merge into SOURCE before converting.", show_default=False),
 ]
+
+logger = logging.getLogger(__name__)
 
 app = typer_factory("Export UniNER checkpoints to GGUF or ONNX and quantize them.")
 
@@ -109,6 +117,84 @@ def onnx(
         force=force, progress=not quiet,
     )
     typer.echo(str(result.folder))
+
+
+RECIPE_EXAMPLES = """
+Examples:
+  uner-export recipe UniNER-7B-type --out ./out --data-dir ./data
+  uner-export recipe uniner-smol-135m --out ./out/smol            # the whole ladder on a laptop CPU
+  uner-export recipe ./my-model.toml --out ./out --no-bench
+
+Recipes: {names} (export_recipes/), or a path to a .toml file.
+"""
+
+PUSH_EXAMPLES = """
+Examples:
+  uner-export push ./out --repo-id me/UniNER-7B-type-uner --dry-run
+  uner-export push ./out --repo-id me/UniNER-7B-type-uner --private
+"""
+
+
+@app.command(epilog=RECIPE_EXAMPLES.format(names=", ".join(available_recipes())))
+def recipe(
+    name: Annotated[str, typer.Argument(help="Recipe name (export_recipes/NAME.toml) or path to a recipe file.", show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (the layout of the Hub repo).", show_default=False)],
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Folder holding the recipe's bench files (default: $UNER_DATA).", show_default=False)
+    ] = None,
+    no_bench: Annotated[bool, typer.Option("--no-bench", help="Skip the parity check (variants stay unchecked: not publishable).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild variants even when their files match the manifest.")] = False,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Build, check and index every variant a recipe names; resumable (finished variants are kept)."""
+    setup_logging(quiet)
+    run = run_recipe(load_recipe(name), out, data_dir=data_dir, bench=not no_bench, force=force, threads=threads, progress=not quiet)
+    for variant, entry in run.index["variants"].items():
+        bench = entry.get("bench") or {}
+        score = f"F1 {bench['f1']:.2f} ({bench['delta_f1']:+.2f}, max drop {entry['max_f1_drop']})" if bench else entry.get("reason", "")
+        typer.echo(f"{variant}\t{entry['status']}\t{entry['path']}\t{score}")
+    typer.echo(str(out / "manifest.json"))
+
+
+@app.command(epilog=PUSH_EXAMPLES)
+def push(
+    folder: Annotated[Path, typer.Argument(help="Output folder of uner-export recipe.", show_default=False)],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub repo to create or update (org/name).", show_default=False)],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned commit (files, sizes, model card); no network.")] = False,
+    include_failed: Annotated[bool, typer.Option("--include-failed", help="Also upload variants that failed or skipped their parity gate.")] = False,
+    variant: Annotated[
+        list[str] | None, typer.Option("--variant", help="Upload only these variants (repeatable).", show_default=False)
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite files that already exist in the repo.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Upload the checked variants, a model card and the manifest to the Hub in one commit."""
+    setup_logging(quiet)
+    plan = plan_push(folder, repo_id, include_failed=include_failed, only=variant)
+    for name, why in plan.left_out.items():
+        logger.warning("left out %s: %s", name, why)
+    if dry_run:
+        typer.echo(describe(plan, private))
+        return
+    typer.echo(publish(plan, private=private, force=force))
+
+
+@app.command()
+def verify(
+    folder: Annotated[Path, typer.Argument(help="An export folder holding manifest.json.", show_default=False)],
+    quiet: QuietOpt = False,
+) -> None:
+    """Check every file of an export against its manifest.json (size, sha256); names the ones that differ."""
+    setup_logging(quiet)
+    files = read_manifest(folder)["files"]
+    mismatches = verify_folder(folder, progress=not quiet)
+    for mismatch in mismatches:
+        typer.echo(f"MISMATCH {mismatch}")
+    if mismatches:
+        raise IntegrityError(f"{len(mismatches)} of {len(files)} files of {folder} differ from its manifest")
+    typer.echo(f"OK {len(files)} files match {folder / 'manifest.json'}")
 
 
 def main(argv: list[str] | None = None) -> None:

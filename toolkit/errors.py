@@ -15,3 +15,11 @@ class OutputExists(InputError):
 
 class QuantizeError(UnerError):
     """llama.cpp could not quantize a file."""
+
+
+class RecipeError(InputError):
+    """An export recipe is missing, unreadable or inconsistent."""
+
+
+class PublishError(UnerError):
+    """A push was refused (existing files, nothing publishable) or the Hub rejected it."""

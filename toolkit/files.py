@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from runtimes.manifest import MANIFEST, sha256_file
 from toolkit.errors import OutputExists
 
-MANIFEST = "manifest.json"
-_CHUNK = 8 * 1024 * 1024
+__all__ = ["MANIFEST", "atomic_path", "check_writable", "sha256_file", "umask", "update_manifest", "write_json_atomic"]
 
 
 def umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def check_writable(paths: list[Path], force: bool) -> None:

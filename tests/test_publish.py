@@ -1,0 +1,367 @@
+"""Recipes, the parity gate, verify, push (up to the Hub's boundary) and pull (from the Hub cache).
+
+The Hub cannot be reached from these machines: push is tested against a recording stand-in
+for ``HfApi`` (the commit's operations are the real ``CommitOperationAdd`` objects), and pull
+against a Hugging Face cache laid out as huggingface_hub writes it, with ``HF_HUB_OFFLINE=1``.
+The live round trip runs only with a token, a repo to write and network.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from runtimes.errors import IntegrityError
+from runtimes.manifest import sha256_file
+from tests.conftest import DATA, ROOT
+from tests.test_cli import assert_one_line_error, run
+from toolkit.cli import main as uner_export
+from toolkit.errors import PublishError, RecipeError
+from toolkit.publish import plan_push, push
+from toolkit.recipe_run import run_recipe
+from toolkit.recipes import available_recipes, load_recipe
+
+UNINER_7B = ["UniNER-7B-all", "UniNER-7B-definition", "UniNER-7B-type", "UniNER-7B-type-sup"]
+
+TINY_RECIPE = """
+name = "tiny"
+source = "{source}"
+license = "cc-by-nc-4.0"
+base_model = "me/tiny-base"
+description = "A random two-layer LLaMA."
+[gguf]
+types = ["f16", "q8_0"]
+[onnx]
+precisions = ["fp32"]
+[bench]
+data = ["crossner_ai/CrossNER_AI.json"]
+limit = 4
+max_new_tokens = 6
+[gates]
+f16 = 0.1
+q8_0 = 0.5
+onnx-fp32 = 0.1
+"""
+
+
+def write_recipe(folder: Path, source: Path, text: str = TINY_RECIPE) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(text.format(source=source))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tiny_spm_hf, tmp_path_factory) -> Path:
+    """The tiny model through a whole recipe: GGUF F16 + Q8_0, ONNX fp32, benched."""
+    folder = tmp_path_factory.mktemp("recipe")
+    run_recipe(load_recipe(write_recipe(folder, tiny_spm_hf)), folder / "out", data_dir=DATA, threads=1, progress=False)
+    return folder / "out"
+
+
+@pytest.fixture
+def export_copy(tiny_export, tmp_path) -> Path:
+    """A copy to tamper with."""
+    return Path(shutil.copytree(tiny_export, tmp_path / "out"))
+
+
+class RecordingHub:
+    """Stands in for ``huggingface_hub.HfApi`` at the network boundary."""
+
+    def __init__(self, existing: list[str] = ()) -> None:
+        self.existing = list(existing)
+        self.repos, self.commits = [], []
+
+    def create_repo(self, repo_id, private=None, exist_ok=False):
+        self.repos.append((repo_id, private))
+
+    def list_repo_files(self, repo_id):
+        return list(self.existing)
+
+    def create_commit(self, repo_id, operations, commit_message):
+        self.commits.append((repo_id, list(operations), commit_message))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/0123"})()
+
+
+# -- recipes ----------------------------------------------------------------------------------
+
+
+def test_every_shipped_recipe_is_valid_and_gates_every_variant():
+    assert set(UNINER_7B + ["uniner-smol-135m"]) <= set(available_recipes())
+    for name in available_recipes():
+        recipe = load_recipe(name)
+        assert recipe.name == name and recipe.variants and recipe.bench is not None
+        assert all(v.max_f1_drop >= 0 for v in recipe.variants)
+        assert {"gguf", "onnx"} == {v.format for v in recipe.variants}
+    for name in UNINER_7B:
+        recipe = load_recipe(name)
+        assert recipe.source == f"Universal-NER/{name}" and recipe.license == "cc-by-nc-4.0"
+        assert recipe.allow_pickle  # the releases ship pytorch_model*.bin
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (("q8_0 = 0.5\n", ""), "expected a maximum F1 drop for q8_0"),
+    (('types = ["f16", "q8_0"]', 'types = ["f16", "q9_9"]'), "got 'q9_9'"),
+    (('precisions = ["fp32"]', 'precisions = ["fp16:cpu"]'), "expected a device among cuda, tensorrt for fp16"),
+    (("q8_0 = 0.5", "q8_0 = -1"), "non-negative number"),
+    (("limit = 4", "limit = 0"), "bench.limit"),
+    (('license = "cc-by-nc-4.0"', 'licence = "cc-by-nc-4.0"'), "got licence"),
+])
+def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_path, capsys, change, fragment):
+    recipe = write_recipe(tmp_path, tiny_spm_hf, TINY_RECIPE.replace(*change))
+    code, _, err = run(uner_export, ["recipe", recipe, "--out", tmp_path / "out"], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, capsys):
+    code, _, err = run(uner_export, ["recipe", "UniNER-13B", "--out", tmp_path], capsys)
+    assert_one_line_error(code, err, "UniNER-7B-type")
+
+
+def test_a_recipe_without_its_bench_data_refuses_to_start(tiny_spm_hf, tmp_path):
+    with pytest.raises(RecipeError, match="missing crossner_ai/CrossNER_AI.json"):
+        run_recipe(load_recipe(write_recipe(tmp_path, tiny_spm_hf)), tmp_path / "out", data_dir=tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+# -- running a recipe --------------------------------------------------------------------------
+
+
+def test_a_recipe_builds_checks_and_indexes_every_variant(tiny_export, capsys):
+    index = json.loads((tiny_export / "manifest.json").read_text())
+    assert list(index["variants"]) == ["f16", "q8_0", "onnx-fp32"]
+    for entry in index["variants"].values():
+        assert entry["status"] == "passed" and entry["bench"]["queries"] > 0
+        for name in entry["files"]:
+            assert index["files"][name] == {"size": (tiny_export / name).stat().st_size, "sha256": sha256_file(tiny_export / name)}
+    assert index["variants"]["q8_0"]["files"] == ["gguf/tiny.Q8_0.gguf"]
+    assert "onnx-fp32/model.onnx" in index["variants"]["onnx-fp32"]["files"]
+    code, out, _ = run(uner_export, ["verify", tiny_export, "-q"], capsys)
+    assert code == 0 and out.startswith(f"OK {len(index['files'])} files")
+
+
+def test_a_second_run_keeps_finished_variants_and_their_bench(tiny_spm_hf, export_copy, monkeypatch):
+    import toolkit.recipe_run as recipe_run
+
+    before = {p: p.stat().st_mtime_ns for p in export_copy.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    monkeypatch.setattr(recipe_run, "_run_bench", lambda *a, **k: pytest.fail("benched again"))
+    monkeypatch.setattr(recipe_run, "resolve_source", lambda *a, **k: pytest.fail("rebuilt"))
+    run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf)), export_copy, data_dir=DATA, progress=False)
+    assert all(run.status(name) == "passed" for name in ("f16", "q8_0", "onnx-fp32"))
+    assert before == {p: p.stat().st_mtime_ns for p in before}
+
+
+def test_a_variant_whose_file_changed_is_rebuilt_and_benched_again(tiny_spm_hf, export_copy, monkeypatch):
+    import toolkit.recipe_run as recipe_run
+
+    target = export_copy / "gguf" / "tiny.Q8_0.gguf"
+    good = sha256_file(target)
+    with target.open("r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\0\1\2\3")
+    benched = []
+    monkeypatch.setattr(recipe_run, "_run_bench", lambda recipe, out, plans, *a: benched.extend(p.name for p in plans) or [
+        {"f1": 0.0, "delta_f1": 0.0, "agreement": 100.0, "reference_f1": 0.0, "queries": 13, "queries_per_s": 1.0} for _ in plans])
+    run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf)), export_copy, data_dir=DATA, progress=False)
+    assert sha256_file(target) == good and benched == ["q8_0"]
+
+
+def test_a_variant_over_its_gate_is_kept_but_not_published(tiny_spm_hf, export_copy, monkeypatch, capsys):
+    import toolkit.recipe_run as recipe_run
+
+    recipe = write_recipe(export_copy.parent, tiny_spm_hf, TINY_RECIPE.replace("limit = 4", "limit = 3"))  # new bench settings
+    monkeypatch.setattr(recipe_run, "_run_bench", lambda recipe, out, plans, *a: [
+        {"f1": 30.0 - (1.2 if p.name == "q8_0" else 0.0), "delta_f1": -1.2 if p.name == "q8_0" else 0.0, "agreement": 90.0,
+         "reference_f1": 30.0, "queries": 10, "queries_per_s": 1.0} for p in plans])
+    code, out, _ = run(uner_export, ["recipe", recipe, "--out", export_copy, "--data-dir", DATA, "-q"], capsys)
+    assert code == 0
+    assert "q8_0\tfailed\tgguf/tiny.Q8_0.gguf\tF1 28.80 (-1.20, max drop 0.5)" in out
+    assert (export_copy / "gguf" / "tiny.Q8_0.gguf").is_file()
+    plan = plan_push(export_copy, "me/tiny-uner")
+    assert plan.variants == ["f16", "onnx-fp32"] and plan.left_out == {"q8_0": "F1 drop 1.20 > 0.5 allowed"}
+    assert "gguf/tiny.Q8_0.gguf" not in {f.path_in_repo for f in plan.files}
+    assert plan_push(export_copy, "me/tiny-uner", include_failed=True).variants == ["f16", "q8_0", "onnx-fp32"]
+
+
+def test_verify_names_the_file_that_differs(export_copy, capsys):
+    (export_copy / "onnx-fp32" / "genai_config.json").write_text("{}")
+    (export_copy / "gguf" / "tiny.F16.gguf").unlink()
+    code, out, err = run(uner_export, ["verify", export_copy, "-q"], capsys)
+    assert_one_line_error(code, err, "2 of")
+    assert "MISMATCH onnx-fp32/genai_config.json: size" in out and "MISMATCH gguf/tiny.F16.gguf: missing" in out
+
+
+# -- push --------------------------------------------------------------------------------------
+
+
+def test_dry_run_prints_the_commit_and_card_without_network(tiny_export, capsys, monkeypatch):
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: pytest.fail("network used in a dry run"))
+    code, out, _ = run(uner_export, ["push", tiny_export, "--repo-id", "me/tiny-uner", "--dry-run", "-q"], capsys)
+    assert code == 0
+    assert "repo: me/tiny-uner (public), one commit, " in out
+    size = (tiny_export / "gguf" / "tiny.Q8_0.gguf").stat().st_size
+    assert f"{size:>14,d}  gguf/tiny.Q8_0.gguf" in out
+    assert "README.md" in out and "--- README.md ---" in out and "license: cc-by-nc-4.0" in out
+
+
+def test_the_model_card_follows_hub_conventions(tiny_export):
+    from huggingface_hub import ModelCard
+
+    plan = plan_push(tiny_export, "me/tiny-uner")
+    front = yaml.safe_load(plan.card.split("---\n")[1])
+    assert front["license"] == "cc-by-nc-4.0" and front["base_model"] == "me/tiny-base"
+    assert front["pipeline_tag"] == "token-classification"
+    assert {"gguf", "onnx", "ner", "token-classification"} <= set(front["tags"])
+    assert ModelCard(plan.card).data.license == "cc-by-nc-4.0"  # huggingface_hub reads it back
+    index = json.loads((tiny_export / "manifest.json").read_text())
+    for name, entry in index["variants"].items():
+        row = next(line for line in plan.card.splitlines() if line.startswith(f"| `{name}`"))
+        main = entry["path"] if entry["path"] in index["files"] else "onnx-fp32/model.onnx.data"
+        assert index["files"][main]["sha256"][:16] in row and "| 0.00 | +0.00 |" in row
+    assert "What describes {label} in the text? ASSISTANT:" in plan.card
+    assert "uner pull me/tiny-uner --variant f16" in plan.card and "llama-cli -m tiny.Q8_0.gguf" in plan.card
+
+
+def test_push_uploads_every_file_in_one_commit_and_never_shows_the_token(tiny_export, capsys, monkeypatch, caplog):
+    monkeypatch.setenv("HF_TOKEN", "hf_secretsecretsecret")
+    hub = RecordingHub()
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda *a, **k: hub)
+    code, out, err = run(uner_export, ["push", tiny_export, "--repo-id", "me/tiny-uner", "--private"], capsys)
+    assert code == 0 and out.strip() == "https://huggingface.co/me/tiny-uner/commit/0123"
+    assert hub.repos == [("me/tiny-uner", True)] and len(hub.commits) == 1
+    operations = {op.path_in_repo: op for op in hub.commits[0][1]}
+    index = json.loads((tiny_export / "manifest.json").read_text())
+    assert set(operations) == set(index["files"]) | {"README.md", "manifest.json"}
+    assert operations["gguf/tiny.Q8_0.gguf"].path_or_fileobj == str(tiny_export / "gguf" / "tiny.Q8_0.gguf")
+    pushed_index = json.loads(operations["manifest.json"].path_or_fileobj)
+    assert pushed_index["files"] == index["files"]
+    assert "hf_secret" not in out + err + caplog.text
+
+
+def test_push_refuses_to_overwrite_repo_files_unless_forced(tiny_export, capsys, monkeypatch):
+    hub = RecordingHub(existing=[".gitattributes", "README.md", "gguf/tiny.Q8_0.gguf"])
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda *a, **k: hub)
+    code, _, err = run(uner_export, ["push", tiny_export, "--repo-id", "me/tiny-uner", "-q"], capsys)
+    assert_one_line_error(code, err, "existing README.md, gguf/tiny.Q8_0.gguf: pass --force")
+    assert hub.commits == []
+    code, _, _ = run(uner_export, ["push", tiny_export, "--repo-id", "me/tiny-uner", "--force", "-q"], capsys)
+    assert code == 0 and len(hub.commits) == 1
+
+
+def test_a_corrupted_export_is_never_pushed(export_copy):
+    (export_copy / "onnx-fp32" / "config.json").write_text("{}")
+    with pytest.raises(PublishError, match="onnx-fp32/config.json: size"):
+        push(plan_push(export_copy, "me/tiny-uner"), api=RecordingHub())
+
+
+# -- pull --------------------------------------------------------------------------------------
+
+COMMIT = "c0ffee" + "0" * 34
+
+
+def hub_cache(export: Path, cache: Path, repo_id: str, variants: list[str]) -> Path:
+    """What ``uner pull`` of ``variants`` leaves in a Hugging Face cache: the pushed manifest
+    and those variants' files in ``snapshots/<commit>/``, ``refs/main`` naming the commit."""
+    plan = plan_push(export, repo_id)
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / COMMIT
+    index = json.loads(next(f for f in plan.files if f.path_in_repo == "manifest.json").content)
+    for name in ["manifest.json"] + [f for v in variants for f in index["variants"][v]["files"]]:
+        target = snapshot / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if name == "manifest.json":
+            target.write_text(json.dumps(index))
+        else:
+            shutil.copy(export / name, target)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    return snapshot
+
+
+def run_offline(args: list[str], cache: Path, uner_cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "UNER_CACHE": str(uner_cache), "PYTHONPATH": str(ROOT)}
+    code = "import sys; from runtimes.cli import main; main(sys.argv[1:])"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_pulled_variant_works_offline_and_alone(tiny_export, tmp_path):
+    snapshot = hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", ["q8_0"])
+    done = run_offline(["pull", "me/tiny-uner", "--variant", "q8_0", "-q"], tmp_path / "hub", tmp_path / "uner")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(snapshot / "gguf" / "tiny.Q8_0.gguf")
+    done = run_offline(["extract", "--model", "me/tiny-uner:q8_0", "-l", "person", "-t", "Obama met Merkel.", "--json", "-q",
+                        "--max-new-tokens", "4"], tmp_path / "hub", tmp_path / "uner")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["text"] == "Obama met Merkel."
+    done = run_offline(["pull", "me/tiny-uner", "--variant", "onnx-fp32", "-q"], tmp_path / "hub", tmp_path / "uner")
+    assert done.returncode == 1 and "in the local Hub cache" in done.stderr  # never fetched: not there
+
+
+def test_a_tampered_download_is_a_clear_error(tiny_export, tmp_path):
+    snapshot = hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", ["onnx-fp32"])
+    assert run_offline(["pull", "me/tiny-uner:onnx-fp32", "-q"], tmp_path / "hub", tmp_path / "uner").returncode == 0
+    config = snapshot / "onnx-fp32" / "config.json"
+    config.write_text(config.read_text().replace("2048", "4096"))  # same size, other bytes
+    done = run_offline(["pull", "me/tiny-uner", "--variant", "onnx-fp32", "-q"], tmp_path / "hub", tmp_path / "uner")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "Error: expected onnx-fp32/config.json to match the repo's manifest, got sha256" in done.stderr
+    assert "uner pull --force" in done.stderr
+
+
+def test_an_unknown_variant_lists_the_published_ones(tiny_export, tmp_path):
+    hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", [])
+    done = run_offline(["pull", "me/tiny-uner", "--variant", "q2_k", "-q"], tmp_path / "hub", tmp_path / "uner")
+    assert done.returncode == 1 and "among f16, q8_0, onnx-fp32, got 'q2_k'" in done.stderr
+
+
+def test_verification_is_remembered_until_the_file_changes(tiny_export, tmp_path, monkeypatch):
+    from runtimes import hub
+
+    snapshot = hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", ["f16"])
+    monkeypatch.setenv("UNER_CACHE", str(tmp_path / "uner"))
+    index = json.loads((snapshot / "manifest.json").read_text())
+    name = "gguf/tiny.F16.gguf"
+    stamps: dict = {}
+    assert hub._verify(snapshot / name, index["files"][name], name, stamps) is True
+    assert hub._verify(snapshot / name, index["files"][name], name, stamps) is False  # stamped: not hashed again
+    with (snapshot / name).open("r+b") as handle:
+        handle.seek(-1, 2)
+        handle.write(b"\x7f")
+    os.utime(snapshot / name, ns=(1, 1))
+    with pytest.raises(IntegrityError, match="tiny.F16.gguf"):
+        hub._verify(snapshot / name, index["files"][name], name, stamps)
+
+
+# -- the live round trip ---------------------------------------------------------------------
+
+
+def _live_reason() -> str | None:
+    if not (os.environ.get("HF_TOKEN") and os.environ.get("UNER_HUB_TEST_REPO")):
+        return "needs HF_TOKEN and UNER_HUB_TEST_REPO (a repo id the token may write)"
+    import socket
+
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=5).close()
+    except OSError:
+        return "huggingface.co is unreachable from this machine"
+    return None
+
+
+def test_live_push_then_pull_round_trip(tiny_export, tmp_path):
+    if reason := _live_reason():
+        print(f"live Hub round trip skipped: {reason}")
+        pytest.skip(reason)
+    repo_id = os.environ["UNER_HUB_TEST_REPO"]
+    push(plan_push(tiny_export, repo_id), private=True, force=True)
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "UNER_CACHE": str(tmp_path / "uner"), "PYTHONPATH": str(ROOT)}
+    code = "import sys; from runtimes.cli import main; main(sys.argv[1:])"
+    done = subprocess.run([sys.executable, "-c", code, "pull", repo_id, "--variant", "q8_0", "-q"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert sha256_file(Path(done.stdout.strip())) == sha256_file(tiny_export / "gguf" / "tiny.Q8_0.gguf")

@@ -1,0 +1,104 @@
+"""The Hub model card (README.md) of a published set of variants, from its variant index."""
+
+from __future__ import annotations
+
+from runtimes.base import DEFAULT_MAX_NEW_TOKENS
+
+_TAGS = ["ner", "token-classification", "universal-ner", "uner-toolkit"]
+_EXAMPLE_TEXT = "Barack Obama visited Paris with Angela Merkel."
+
+
+def _size(num: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if num < 1024 or unit == "GB":
+            return f"{num:.0f} {unit}" if unit == "B" else f"{num:.1f} {unit}"
+        num /= 1024
+    return f"{num:.1f} GB"
+
+
+def _front_matter(index: dict, formats: set[str]) -> str:
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(
+        license=index["license"],
+        base_model=index["base_model"],
+        base_model_relation="quantized",
+        pipeline_tag="token-classification",
+        language=["en"],
+        tags=sorted(formats) + _TAGS,
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+def _variant_rows(index: dict) -> list[str]:
+    rows = ["| variant | format | path | size | sha256 | F1 | ΔF1 | max drop | check |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, entry in index["variants"].items():
+        size = sum(index["files"][f]["size"] for f in entry["files"])
+        main = entry["path"] if entry["path"] in index["files"] else max(entry["files"], key=lambda f: index["files"][f]["size"])
+        digest = index["files"][main]["sha256"]
+        bench = entry.get("bench") or {}
+        f1 = f"{bench['f1']:.2f}" if "f1" in bench else "–"
+        delta = f"{bench['delta_f1']:+.2f}" if "delta_f1" in bench else "–"
+        rows.append(f"| `{name}` | {entry['format']} | `{entry['path']}` | {_size(size)} | `{digest[:16]}…` | {f1} | {delta} "
+                    f"| {entry.get('max_f1_drop', '–')} | {entry.get('status', 'unchecked')} |")
+    return rows
+
+
+def _bench_line(index: dict) -> str:
+    benches = [e["bench"] for e in index["variants"].values() if e.get("bench")]
+    if not benches:
+        return "These variants were not benched (`check: unchecked`)."
+    first = benches[0]
+    data = ", ".join(p.rsplit("/", 1)[-1] for p in first["settings"]["data"])
+    return (f"F1: official UniNER metric (micro F1 over queries) on {first['queries']} queries of {data}; "
+            f"ΔF1 against the torch reference ({first['reference_f1']:.2f} F1, same queries). A variant is published "
+            f"when its F1 drop is at most `max drop`. Full sha256 of every file: `manifest.json`.")
+
+
+def _how_to_run(repo_id: str, index: dict) -> list[str]:
+    names = list(index["variants"])
+    lines = ["## How to run", "", "With uner-toolkit (any variant; downloads only that variant, "
+             "checks its sha256, then works offline):", "", "```bash"]
+    lines += [f"uner pull {repo_id} --variant {names[0]}",
+              f"uner extract --model {repo_id}:{names[0]} --labels person,location --text \"{_EXAMPLE_TEXT}\"", "```", "",
+              "```python", "from runtimes import load", "",
+              f"ner = load(\"{repo_id}:{names[0]}\")",
+              f"ner.extract(\"{_EXAMPLE_TEXT}\", [\"person\", \"location\"])", "```", ""]
+    ggufs = [e for e in index["variants"].values() if e["format"] == "gguf"]
+    if ggufs:
+        path = ggufs[-1]["path"]
+        lines += ["GGUF files run in any llama.cpp build (greedy, the prompt below with one entity type):", "", "```bash",
+                  f"llama-cli -m {path.rsplit('/', 1)[-1]} --temp 0 -n {DEFAULT_MAX_NEW_TOKENS} -no-cnv \\",
+                  "  -p \"A virtual assistant answers questions from a user based on the provided text. USER: Text: "
+                  f"{_EXAMPLE_TEXT} ASSISTANT: I've read this text.</s>USER: What describes person in the text? ASSISTANT:\"",
+                  "```", ""]
+    onnx = [n for n, e in index["variants"].items() if e["format"] == "onnx"]
+    if onnx:
+        lines += [f"ONNX folders ({', '.join(f'`{n}`' for n in onnx)}) hold a KV-cache decoder built by onnxruntime-genai's "
+                  "model builder, its `genai_config.json` and tokenizer: they run in uner-toolkit's ONNX Runtime backend "
+                  "(CPU, CUDA, TensorRT) or in onnxruntime-genai.", ""]
+    return lines
+
+
+def render_card(index: dict, repo_id: str) -> str:
+    """README.md for ``repo_id`` holding the variants of ``index``."""
+    formats = {entry["format"] for entry in index["variants"].values()}
+    model = index["model"]
+    revision = f" at commit `{index['source_commit']}`" if index.get("source_commit") else ""
+    lines = [
+        f"# {model}: {' and '.join(sorted(f.upper() for f in formats))} variants", "",
+        index.get("description") or "", "",
+        f"Converted from [{index['base_model']}](https://huggingface.co/{index['base_model']}) (source `{index['source']}`{revision}) "
+        f"with uner-toolkit {index['tool_version']}. Open named-entity recognition: ask for any entity type, get a JSON list "
+        "of its mentions.", "",
+        "## Variants", "", *_variant_rows(index), "", _bench_line(index), "",
+        "## Prompt", "",
+        "One query per entity type; greedy decoding, at most "
+        f"{DEFAULT_MAX_NEW_TOKENS} new tokens, stop at the end-of-sequence token (`</s>` below is that token, "
+        "not text). The answer is a JSON list of mentions, e.g. `[\"Barack Obama\", \"Angela Merkel\"]`.", "",
+        "```text", index["prompt_template"], "```", "",
+        *_how_to_run(repo_id, index),
+        "## Licence", "",
+        f"`{index['license']}`, as the weights these variants were converted from. Check the base model's card for the terms of use.", "",
+    ]
+    return _front_matter(index, formats) + "\n" + "\n".join(lines)

@@ -1,0 +1,264 @@
+"""``run_recipe``: build every variant a recipe names, check each against the torch reference
+on the recipe's bench data, and record it all in the output's variant index (``manifest.json``).
+
+Resumable: a variant whose files still match the index and whose build settings are unchanged is
+kept, not rebuilt; a variant already benched with the same settings is not benched again. The
+index is rewritten (atomically) after every variant, so an interrupted run loses one at most.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtimes import __version__
+from runtimes.manifest import MANIFEST, check_file, file_entry, read_manifest
+from runtimes.prompt import TEMPLATE
+from toolkit.constants import TOOL_NAME, gguf_file_name
+from toolkit.errors import RecipeError
+from toolkit.files import write_json_atomic
+from toolkit.recipes import Recipe, VariantPlan
+
+logger = logging.getLogger(__name__)
+
+PASSED, FAILED, UNCHECKED = "passed", "failed", "unchecked"
+
+
+@dataclass
+class RecipeRun:
+    out: Path
+    index: dict
+
+    def status(self, name: str) -> str:
+        return self.index["variants"][name]["status"]
+
+
+def resolve_source(recipe: Recipe) -> tuple[Path, str | None]:
+    """The recipe's source as a local HF folder, and the Hub commit it came from (if any)."""
+    path = Path(recipe.source).expanduser()
+    if path.exists():
+        return path, None
+    from bench.reference_models import ADAPTERS, resolve_reference
+
+    if recipe.source in ADAPTERS:
+        return Path(resolve_reference(recipe.source)), None
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError as exc:
+        raise RecipeError(f"expected a local source folder, got {recipe.source} (huggingface_hub is not installed)") from exc
+    try:
+        folder = Path(snapshot_download(recipe.source, revision=recipe.revision))
+    except Exception as exc:  # network, auth, unknown repo/revision: all mean "cannot get the source"
+        raise RecipeError(f"expected to download {recipe.source}@{recipe.revision or 'main'} from the Hub, got {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+    return folder, folder.name  # snapshots are named after their commit
+
+
+def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
+    settings = {"source": recipe.source, "revision": recipe.revision, "format": plan.format, "kind": plan.kind, "tool_version": __version__}
+    if plan.format == "gguf":
+        settings["outtype"] = recipe.gguf_outtype
+    else:
+        settings["device"] = plan.device
+    return settings
+
+
+def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict) -> bool:
+    entry = index["variants"].get(plan.name)
+    if not entry or entry.get("build") != settings:
+        return False
+    names = entry.get("files", [])
+    return bool(names) and all(n in index["files"] for n in names) and not _mismatches(out, index, names)
+
+
+def _mismatches(out: Path, index: dict, names: list[str]) -> list:
+    return [m for n in names if (m := check_file(out / n, index["files"][n], n))]
+
+
+def _build_gguf(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool, n_threads: int | None) -> None:
+    from toolkit.export_gguf import export_gguf
+    from toolkit.quantize import quantize_gguf
+
+    folder = out / "gguf"
+    base = folder / gguf_file_name(recipe.name, recipe.gguf_outtype)
+    if plan.kind == recipe.gguf_outtype or not base.is_file():
+        base.unlink(missing_ok=True)
+        export_gguf(source, folder, recipe.gguf_outtype, name=recipe.name, allow_pickle=recipe.allow_pickle, progress=progress)
+    if plan.kind != recipe.gguf_outtype:
+        quantize_gguf(base, folder / gguf_file_name(recipe.name, plan.kind), plan.kind, n_threads)
+
+
+def _build_onnx(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool) -> None:
+    from toolkit.export_onnx import export_onnx
+
+    export_onnx(source, out / plan.path(recipe.name), plan.kind, plan.device, name=recipe.name,
+                allow_pickle=recipe.allow_pickle, force=True, progress=progress)
+
+
+def _record_files(out: Path, index: dict, plan: VariantPlan, model: str) -> list[str]:
+    """Hash the variant's files into the index; the names it owns, POSIX paths from ``out``."""
+    target = out / plan.path(model)
+    paths = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
+    names = [p.relative_to(out).as_posix() for p in paths]
+    for name, path in zip(names, paths):
+        index["files"][name] = file_entry(path)
+    return names
+
+
+def build_variants(recipe: Recipe, out: Path, index: dict, *, force: bool, progress: bool, n_threads: int | None) -> None:
+    source = None
+    for plan in recipe.variants:
+        settings = _build_settings(recipe, plan)
+        if not force and _is_built(out, index, plan, settings):
+            logger.info("%s: kept (files match the index)", plan.name)
+            continue
+        if source is None:
+            source, commit = resolve_source(recipe)
+            index["source_commit"] = commit
+        logger.info("%s: building", plan.name)
+        if plan.format == "gguf":
+            _build_gguf(recipe, source, out, plan, progress, n_threads)
+        else:
+            _build_onnx(recipe, source, out, plan, progress)
+        index["variants"][plan.name] = {
+            "format": plan.format, "kind": plan.kind, "path": plan.path(recipe.name),
+            "files": _record_files(out, index, plan, recipe.name), "build": settings,
+            "max_f1_drop": plan.max_f1_drop, "status": UNCHECKED, "bench": None,
+        }
+        write_json_atomic(out / MANIFEST, index)
+
+
+def _bench_settings(recipe: Recipe) -> dict:
+    # the recipe's relative names, not local paths: the index is published with the variants
+    return {"data": list(recipe.bench.data), "limit": recipe.bench.limit, "max_new_tokens": recipe.bench.max_new_tokens,
+            "reference": recipe.source}
+
+
+def _runnable_here(plan: VariantPlan) -> str | None:
+    """Why the variant cannot be benched on this machine, or None."""
+    if plan.format == "onnx" and plan.device != "cpu":
+        import onnxruntime
+
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+            return f"needs the {plan.device} execution provider, which this onnxruntime lacks"
+    return None
+
+
+def gate_variants(recipe: Recipe, out: Path, index: dict, data_dir: Path | None, *, threads: int | None) -> None:
+    """Bench the variants not yet benched with these settings; set each one's status."""
+    if recipe.bench is None:
+        return
+    data = [Path(data_dir) / name for name in recipe.bench.data] if data_dir else []
+    settings = _bench_settings(recipe)
+    todo: list[VariantPlan] = []
+    for plan in recipe.variants:
+        entry = index["variants"][plan.name]
+        entry["max_f1_drop"] = plan.max_f1_drop
+        bench = entry.get("bench")
+        if bench and bench.get("settings") == settings and bench.get("sha256") == _fingerprint(index, entry):
+            entry["status"] = _verdict(bench, plan.max_f1_drop)
+        elif reason := _runnable_here(plan):
+            entry.update(status=UNCHECKED, reason=reason)
+        else:
+            todo.append(plan)
+    if todo:
+        results = _run_bench(recipe, out, todo, data, threads)
+        for plan, result in zip(todo, results):
+            entry = index["variants"][plan.name]
+            entry["bench"] = {**result, "settings": settings, "sha256": _fingerprint(index, entry)}
+            entry["status"] = _verdict(entry["bench"], plan.max_f1_drop)
+            entry.pop("reason", None)
+    write_json_atomic(out / MANIFEST, index)
+
+
+def _fingerprint(index: dict, entry: dict) -> list[str]:
+    return [index["files"][name]["sha256"] for name in entry["files"]]
+
+
+def _verdict(bench: dict, max_drop: float) -> str:
+    return PASSED if -bench["delta_f1"] <= max_drop + 1e-9 else FAILED
+
+
+def _run_bench(recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[Path], threads: int | None) -> list[dict]:
+    from bench.cli import run_bench
+
+    reference, _ = resolve_source(recipe)
+    candidates = [str(out / plan.path(recipe.name)) for plan in plans]
+    results = run_bench(str(reference), candidates, data, out / "bench", limit=recipe.bench.limit, baselines=False,
+                        threads=threads, max_new_tokens=recipe.bench.max_new_tokens)
+    by_path = {entry["path"]: entry for entry in results["variants"]}
+    reference_f1 = results["variants"][0]["f1"]
+    picked = []
+    for candidate in candidates:
+        entry = by_path[candidate]
+        picked.append({"f1": entry["f1"], "delta_f1": entry["delta_f1"], "agreement": entry["agreement"],
+                       "reference_f1": reference_f1, "queries": results["queries"], "queries_per_s": entry["queries_per_s"]})
+    return picked
+
+
+def check_bench_data(recipe: Recipe, data_dir: Path | None) -> None:
+    """Refuse to start when the parity check could not run: before anything is built."""
+    if recipe.bench is None:
+        return
+    if data_dir is None:
+        raise RecipeError(f"expected --data-dir (or UNER_DATA) holding {', '.join(recipe.bench.data)} for the parity check, or --no-bench")
+    if missing := [name for name in recipe.bench.data if not (Path(data_dir) / name).is_file()]:
+        raise RecipeError(f"expected bench data in {data_dir}, missing {', '.join(missing)}")
+
+
+def run_recipe(
+    recipe: Recipe,
+    out: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    bench: bool = True,
+    force: bool = False,
+    threads: int | None = None,
+    progress: bool = True,
+) -> RecipeRun:
+    """Build, check and index every variant of ``recipe`` in ``out``.
+
+    ``data_dir`` holds the recipe's bench files (default ``$UNER_DATA``); ``bench=False`` skips
+    the parity check (every variant stays ``unchecked``, so not publishable).
+
+    >>> run_recipe(load_recipe("UniNER-7B-type"), "out").status("q4_k_m")  # doctest: +SKIP
+    'passed'
+    """
+    out = Path(out)
+    data_dir = data_dir or os.environ.get("UNER_DATA")
+    if bench:
+        check_bench_data(recipe, Path(data_dir) if data_dir else None)
+    index = _fresh_index(recipe, read_manifest(out) if (out / MANIFEST).is_file() else None)
+    out.mkdir(parents=True, exist_ok=True)
+    build_variants(recipe, out, index, force=force, progress=progress, n_threads=threads)
+    _forget_unlisted(out, index, recipe)
+    if bench:
+        gate_variants(recipe, out, index, Path(data_dir) if data_dir else None, threads=threads)
+    write_json_atomic(out / MANIFEST, index)
+    return RecipeRun(out, index)
+
+
+def _fresh_index(recipe: Recipe, previous: dict | None) -> dict:
+    index = {
+        "tool": TOOL_NAME, "tool_version": __version__, "kind": "variant-index", "model": recipe.name,
+        "source": recipe.source, "revision": recipe.revision, "source_commit": None, "license": recipe.license,
+        "base_model": recipe.base_model, "description": recipe.description, "prompt_template": TEMPLATE,
+        "recipe": recipe.as_dict(), "variants": {}, "files": {},
+    }
+    if previous and previous.get("model") == recipe.name:
+        index["source_commit"] = previous.get("source_commit")
+        index["variants"] = previous.get("variants", {})
+        index["files"] = previous.get("files", {})
+    return index
+
+
+def _forget_unlisted(out: Path, index: dict, recipe: Recipe) -> None:
+    """Drop index entries of variants the recipe no longer names (their files stay on disk)."""
+    wanted = {plan.name for plan in recipe.variants}
+    for name in [n for n in index["variants"] if n not in wanted]:
+        for file in index["variants"].pop(name)["files"]:
+            index["files"].pop(file, None)
+    owned = {f for entry in index["variants"].values() for f in entry["files"]}
+    index["files"] = {name: entry for name, entry in sorted(index["files"].items()) if name in owned}
+

@@ -1,0 +1,202 @@
+"""Export recipes: one declarative TOML file per released model (``export_recipes/*.toml``).
+
+A recipe names the source checkpoint (Hub repo id, local folder or reference name) and its
+revision and licence, the GGUF types and ONNX precisions to build, the bench data the variants
+are checked on, and the largest F1 drop each variant may show against the torch reference
+before it is refused for publishing.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runtimes.onnx_layout import EXPORT_TARGETS
+from toolkit.constants import QUANT_TYPES, OutType, gguf_file_name
+from toolkit.errors import RecipeError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "export_recipes"
+_TOP_KEYS = {"name", "source", "revision", "license", "base_model", "description", "allow_pickle", "gguf", "onnx", "bench", "gates"}
+
+
+@dataclass(frozen=True)
+class VariantPlan:
+    """One artifact a recipe builds: ``f16``/``q4_k_m``... (GGUF) or ``onnx-int4``... (ONNX)."""
+
+    name: str
+    format: str  # "gguf" or "onnx"
+    kind: str  # GGUF type (f16, q4_k_m...) or ONNX precision
+    max_f1_drop: float
+    device: str | None = None  # ONNX target device
+
+    def path(self, model: str) -> str:
+        """Where the variant lives inside an output folder (and the Hub repo), POSIX-style."""
+        if self.format == "gguf":
+            return f"gguf/{gguf_file_name(model, self.kind)}"
+        return f"onnx-{self.kind}"
+
+
+@dataclass(frozen=True)
+class BenchPlan:
+    """The parity check: UniNER eval files (relative to the data folder), sampled to ``limit``
+    queries each."""
+
+    data: tuple[str, ...]
+    limit: int | None = None
+    max_new_tokens: int = 256
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    source: str
+    revision: str | None
+    license: str
+    base_model: str
+    description: str
+    allow_pickle: bool
+    gguf_outtype: str
+    variants: tuple[VariantPlan, ...]
+    bench: BenchPlan | None
+    file: Path | None = field(default=None, compare=False)
+
+    def variant(self, name: str) -> VariantPlan:
+        for plan in self.variants:
+            if plan.name == name:
+                return plan
+        raise RecipeError(f"expected a variant of {self.name} ({', '.join(v.name for v in self.variants)}), got {name!r}")
+
+    def as_dict(self) -> dict:
+        """What the variant index records of the recipe."""
+        return {
+            "name": self.name, "source": self.source, "revision": self.revision, "license": self.license,
+            "base_model": self.base_model, "gguf_outtype": self.gguf_outtype,
+            "variants": {v.name: {"format": v.format, "kind": v.kind, "device": v.device, "max_f1_drop": v.max_f1_drop} for v in self.variants},
+            "bench": None if self.bench is None else {"data": list(self.bench.data), "limit": self.bench.limit, "max_new_tokens": self.bench.max_new_tokens},
+        }
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+
+
+def find_recipe(name_or_path: str | Path) -> Path:
+    """A recipe file: a path to a ``.toml`` file, or the name of one in ``export_recipes/``."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.is_file():
+        if not path.is_file():
+            raise RecipeError(f"expected a recipe file, got {path}, which does not exist")
+        return path
+    candidate = RECIPES_DIR / f"{name_or_path}.toml"
+    if not candidate.is_file():
+        raise RecipeError(f"expected a recipe name among {', '.join(available_recipes())} or a .toml path, got {name_or_path!r}")
+    return candidate
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """Read and check a recipe; every mistake is a one-line :class:`RecipeError`."""
+    path = find_recipe(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"expected valid TOML in {path}, got: {exc}") from None
+    try:
+        return _parse(data, path)
+    except RecipeError as exc:
+        raise RecipeError(f"{path.name}: {exc}") from None
+
+
+def _parse(data: dict, path: Path) -> Recipe:
+    if unknown := set(data) - _TOP_KEYS:
+        raise RecipeError(f"expected keys among {', '.join(sorted(_TOP_KEYS))}, got {', '.join(sorted(unknown))}")
+    name = _text(data, "name")
+    gguf, onnx = _table(data, "gguf"), _table(data, "onnx")
+    gates = _table(data, "gates")
+    outtype = gguf.get("outtype", "f16")
+    if outtype not in {t.value for t in OutType}:
+        raise RecipeError(f"expected gguf.outtype among {', '.join(t.value for t in OutType)}, got {outtype!r}")
+    plans = [_gguf_plan(kind, outtype, gates) for kind in _list(gguf, "types")]
+    plans += [_onnx_plan(entry, gates) for entry in _list(onnx, "precisions")]
+    if not plans:
+        raise RecipeError("expected at least one variant in [gguf] types or [onnx] precisions")
+    names = [p.name for p in plans]
+    if len(set(names)) != len(names):
+        raise RecipeError(f"expected distinct variants, got {', '.join(names)}")
+    if unknown := set(gates) - set(names):
+        raise RecipeError(f"expected [gates] only for built variants ({', '.join(names)}), got {', '.join(sorted(unknown))}")
+    return Recipe(
+        name=name, source=_text(data, "source"), revision=data.get("revision"), license=_text(data, "license"),
+        base_model=data.get("base_model", data["source"]), description=data.get("description", ""),
+        allow_pickle=bool(data.get("allow_pickle", False)), gguf_outtype=outtype, variants=tuple(plans),
+        bench=_bench(data.get("bench")), file=path,
+    )
+
+
+def _gguf_plan(kind: str, outtype: str, gates: dict) -> VariantPlan:
+    if kind not in QUANT_TYPES and kind != outtype:
+        raise RecipeError(f"expected gguf.types among {outtype} (the converted file) and {', '.join(QUANT_TYPES)}, got {kind!r}")
+    return VariantPlan(kind, "gguf", kind, _gate(gates, kind))
+
+
+def _onnx_plan(entry: str, gates: dict) -> VariantPlan:
+    precision, _, device = str(entry).partition(":")  # "fp16:cuda" picks a device
+    if precision not in EXPORT_TARGETS:
+        raise RecipeError(f"expected onnx.precisions among {', '.join(EXPORT_TARGETS)}, got {entry!r}")
+    device = device or EXPORT_TARGETS[precision][0]
+    if device not in EXPORT_TARGETS[precision]:
+        raise RecipeError(f"expected a device among {', '.join(EXPORT_TARGETS[precision])} for {precision}, got {device!r}")
+    name = f"onnx-{precision}"
+    return VariantPlan(name, "onnx", precision, _gate(gates, name), device)
+
+
+def _gate(gates: dict, name: str) -> float:
+    if name not in gates:
+        raise RecipeError(f"expected a maximum F1 drop for {name} in [gates]")
+    value = gates[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise RecipeError(f"expected a non-negative number of F1 points for gates.{name}, got {value!r}")
+    return float(value)
+
+
+def _bench(table) -> BenchPlan | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise RecipeError("expected [bench] to be a table")
+    data = tuple(_list(table, "data"))
+    if not data:
+        raise RecipeError("expected bench.data to name at least one eval file")
+    limit = table.get("limit")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise RecipeError(f"expected bench.limit to be a positive integer, got {limit!r}")
+    max_new = table.get("max_new_tokens", 256)
+    if not isinstance(max_new, int) or max_new < 1:
+        raise RecipeError(f"expected bench.max_new_tokens to be a positive integer, got {max_new!r}")
+    return BenchPlan(data, limit, max_new)
+
+
+def _text(data: dict, key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not value.strip():
+        raise RecipeError(f"expected a non-empty string for {key!r}")
+    return value
+
+
+def _table(data: dict, key: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise RecipeError(f"expected [{key}] to be a table")
+    return value
+
+
+def _list(table: dict, key: str) -> list:
+    value = table.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RecipeError(f"expected {key} to be a list of strings")
+    return value
