@@ -128,6 +128,10 @@ def pull(
     setup_logging(quiet)
     from runtimes.hub import parse_variant_ref, pull as pull_variant
 
+    if quiet:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     if variant is None and (ref := parse_variant_ref(repo_id)):
         repo_id, variant = ref
     typer.echo(str(pull_variant(repo_id, variant, revision=revision, force=force)))

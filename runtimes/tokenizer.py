@@ -23,6 +23,13 @@ def _token_text(value: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def eos_token_text(folder: Path) -> str | None:
+    """The end-of-sequence token as text (``</s>``, ``<|im_end|>``...), from a HF folder's configs."""
+    folder = Path(folder)
+    return (_token_text(read_json(folder / "tokenizer_config.json").get("eos_token"))
+            or _token_text(read_json(folder / "special_tokens_map.json").get("eos_token")))
+
+
 def is_sentencepiece_llama(folder: Path) -> bool:
     """True when ``folder`` holds a LLaMA SentencePiece tokenizer (rather than a BPE tokenizer.json)."""
     if not (folder / "tokenizer.model").is_file():
@@ -145,8 +152,7 @@ class FolderTokenizer:
         self.eos_id: int = self._eos_id(folder)
 
     def _eos_id(self, folder: Path) -> int:
-        token = _token_text(read_json(folder / "tokenizer_config.json").get("eos_token"))
-        token = token or _token_text(read_json(folder / "special_tokens_map.json").get("eos_token"))
+        token = eos_token_text(folder)
         if token is not None and (found := self._impl.token_id(token)) is not None:
             return found
         for name in ("generation_config.json", "config.json"):

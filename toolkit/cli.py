@@ -178,6 +178,10 @@ def push(
     if dry_run:
         typer.echo(describe(plan, private))
         return
+    if quiet:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     typer.echo(publish(plan, private=private, force=force))
 
 

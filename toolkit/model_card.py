@@ -16,6 +16,11 @@ def _size(num: int) -> str:
     return f"{num:.1f} GB"
 
 
+def _prompt(index: dict) -> str:
+    """The template with the model's own end-of-sequence token where UniNER's ``</s>`` stands."""
+    return index["prompt_template"].replace("</s>", index.get("eos_token") or "</s>")
+
+
 def _front_matter(index: dict, formats: set[str]) -> str:
     from huggingface_hub import ModelCardData
 
@@ -69,8 +74,7 @@ def _how_to_run(repo_id: str, index: dict) -> list[str]:
         path = ggufs[-1]["path"]
         lines += ["GGUF files run in any llama.cpp build (greedy, the prompt below with one entity type):", "", "```bash",
                   f"llama-cli -m {path.rsplit('/', 1)[-1]} --temp 0 -n {DEFAULT_MAX_NEW_TOKENS} -no-cnv \\",
-                  "  -p \"A virtual assistant answers questions from a user based on the provided text. USER: Text: "
-                  f"{_EXAMPLE_TEXT} ASSISTANT: I've read this text.</s>USER: What describes person in the text? ASSISTANT:\"",
+                  f"  -p \"{_prompt(index).format(text=_EXAMPLE_TEXT, label='person')}\"",
                   "```", ""]
     onnx = [n for n, e in index["variants"].items() if e["format"] == "onnx"]
     if onnx:
@@ -84,6 +88,7 @@ def render_card(index: dict, repo_id: str) -> str:
     """README.md for ``repo_id`` holding the variants of ``index``."""
     formats = {entry["format"] for entry in index["variants"].values()}
     model = index["model"]
+    eos = index.get("eos_token") or "</s>"
     revision = f" at commit `{index['source_commit']}`" if index.get("source_commit") else ""
     lines = [
         f"# {model}: {' and '.join(sorted(f.upper() for f in formats))} variants", "",
@@ -94,9 +99,9 @@ def render_card(index: dict, repo_id: str) -> str:
         "## Variants", "", *_variant_rows(index), "", _bench_line(index), "",
         "## Prompt", "",
         "One query per entity type; greedy decoding, at most "
-        f"{DEFAULT_MAX_NEW_TOKENS} new tokens, stop at the end-of-sequence token (`</s>` below is that token, "
-        "not text). The answer is a JSON list of mentions, e.g. `[\"Barack Obama\", \"Angela Merkel\"]`.", "",
-        "```text", index["prompt_template"], "```", "",
+        f"{DEFAULT_MAX_NEW_TOKENS} new tokens, stop at the end-of-sequence token (`{eos}` below is that special "
+        "token, not text). The answer is a JSON list of mentions, e.g. `[\"Barack Obama\", \"Angela Merkel\"]`.", "",
+        "```text", _prompt(index), "```", "",
         *_how_to_run(repo_id, index),
         "## Licence", "",
         f"`{index['license']}`, as the weights these variants were converted from. Check the base model's card for the terms of use.", "",

@@ -16,6 +16,7 @@ from pathlib import Path
 from runtimes import __version__
 from runtimes.manifest import MANIFEST, check_file, file_entry, read_manifest
 from runtimes.prompt import TEMPLATE
+from runtimes.tokenizer import eos_token_text
 from toolkit.constants import TOOL_NAME, gguf_file_name
 from toolkit.errors import RecipeError
 from toolkit.files import write_json_atomic
@@ -116,6 +117,7 @@ def build_variants(recipe: Recipe, out: Path, index: dict, *, force: bool, progr
         if source is None:
             source, commit = resolve_source(recipe)
             index["source_commit"] = commit
+            index["eos_token"] = eos_token_text(source) or "</s>"
         logger.info("%s: building", plan.name)
         if plan.format == "gguf":
             _build_gguf(recipe, source, out, plan, progress, n_threads)
@@ -169,6 +171,13 @@ def gate_variants(recipe: Recipe, out: Path, index: dict, data_dir: Path | None,
             entry["bench"] = {**result, "settings": settings, "sha256": _fingerprint(index, entry)}
             entry["status"] = _verdict(entry["bench"], plan.max_f1_drop)
             entry.pop("reason", None)
+    for plan in recipe.variants:
+        entry = index["variants"][plan.name]
+        if entry["status"] == FAILED:
+            logger.warning("%s: F1 drop %.2f exceeds its gate of %s: kept in %s, not publishable (push --include-failed overrides)",
+                           plan.name, -entry["bench"]["delta_f1"], plan.max_f1_drop, out / entry["path"])
+        elif entry["status"] == UNCHECKED:
+            logger.warning("%s: not checked (%s): not publishable", plan.name, entry.get("reason", "no bench"))
     write_json_atomic(out / MANIFEST, index)
 
 
@@ -232,6 +241,8 @@ def run_recipe(
     index = _fresh_index(recipe, read_manifest(out) if (out / MANIFEST).is_file() else None)
     out.mkdir(parents=True, exist_ok=True)
     build_variants(recipe, out, index, force=force, progress=progress, n_threads=threads)
+    if index["eos_token"] is None:  # an index from before the EOS token was recorded
+        index["eos_token"] = eos_token_text(resolve_source(recipe)[0]) or "</s>"
     _forget_unlisted(out, index, recipe)
     if bench:
         gate_variants(recipe, out, index, Path(data_dir) if data_dir else None, threads=threads)
@@ -242,12 +253,13 @@ def run_recipe(
 def _fresh_index(recipe: Recipe, previous: dict | None) -> dict:
     index = {
         "tool": TOOL_NAME, "tool_version": __version__, "kind": "variant-index", "model": recipe.name,
-        "source": recipe.source, "revision": recipe.revision, "source_commit": None, "license": recipe.license,
+        "source": recipe.source, "revision": recipe.revision, "source_commit": None, "eos_token": None, "license": recipe.license,
         "base_model": recipe.base_model, "description": recipe.description, "prompt_template": TEMPLATE,
         "recipe": recipe.as_dict(), "variants": {}, "files": {},
     }
     if previous and previous.get("model") == recipe.name:
         index["source_commit"] = previous.get("source_commit")
+        index["eos_token"] = previous.get("eos_token")
         index["variants"] = previous.get("variants", {})
         index["files"] = previous.get("files", {})
     return index
