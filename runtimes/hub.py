@@ -109,3 +109,15 @@ def pull(repo_id: str, variant: str | None, *, revision: str | None = None, forc
     if hashed:
         _save_stamps(stamps)
     return index_path.parent / entry["path"]
+
+
+def published_variants(repo_id: str) -> list[str] | None:
+    """The variants of ``repo_id`` when it is a ``uner-export push`` repo (its manifest.json
+    has a variant index), else None; None too when that cannot be told (offline, no access)."""
+    try:
+        index = json.loads(_download(repo_id, MANIFEST, None, False).read_text(encoding="utf-8"))
+    except (ModelNotFound, OSError, ValueError):
+        return None
+    variants = index.get("variants") if isinstance(index, dict) else None
+    return list(variants) if isinstance(variants, dict) else None
+

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from runtimes.base import GenerativeExtractor
 from runtimes.errors import InputError, ModelNotFound
-from runtimes.hub import parse_variant_ref, pull
+from runtimes.hub import parse_variant_ref, published_variants, pull
 
 #: backend name -> "module:Class"; modules import their heavy dependency only when built.
 BACKENDS: dict[str, str] = {
@@ -41,6 +41,8 @@ def resolve_model(model: str | Path) -> Path:
         return pull(*ref)
     if not _REPO_ID.match(str(model)):
         return path
+    if variants := published_variants(str(model)):  # one small file instead of every variant
+        raise ModelNotFound(f"expected one variant of {model}, e.g. {model}:{variants[0]} (published: {', '.join(variants)})")
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:

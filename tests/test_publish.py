@@ -321,6 +321,12 @@ def test_an_unknown_variant_lists_the_published_ones(tiny_export, tmp_path):
     assert done.returncode == 1 and "among f16, q8_0, onnx-fp32, got 'q2_k'" in done.stderr
 
 
+def test_a_repo_of_variants_without_a_variant_names_them(tiny_export, tmp_path):
+    hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", [])
+    done = run_offline(["extract", "--model", "me/tiny-uner", "-l", "person", "-t", "Obama.", "-q"], tmp_path / "hub", tmp_path / "uner")
+    assert done.returncode == 1 and "e.g. me/tiny-uner:f16 (published: f16, q8_0, onnx-fp32)" in done.stderr
+
+
 def test_verification_is_remembered_until_the_file_changes(tiny_export, tmp_path, monkeypatch):
     from runtimes import hub
 
