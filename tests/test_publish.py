@@ -226,7 +226,8 @@ def test_the_model_card_follows_hub_conventions(tiny_export):
         main = entry["path"] if entry["path"] in index["files"] else "onnx-fp32/model.onnx.data"
         assert index["files"][main]["sha256"][:16] in row and "| 0.00 | +0.00 |" in row
     assert "What describes {label} in the text? ASSISTANT:" in plan.card
-    assert "uner pull me/tiny-uner --variant f16" in plan.card and "llama-cli -m tiny.Q8_0.gguf" in plan.card
+    assert "uner pull me/tiny-uner --variant q8_0" in plan.card  # the smallest variant
+    assert "llama-cli -m tiny.Q8_0.gguf" in plan.card
 
 
 def test_push_uploads_every_file_in_one_commit_and_never_shows_the_token(tiny_export, capsys, monkeypatch, caplog):
@@ -253,6 +254,17 @@ def test_push_refuses_to_overwrite_repo_files_unless_forced(tiny_export, capsys,
     assert hub.commits == []
     code, _, _ = run(uner_export, ["push", tiny_export, "--repo-id", "me/tiny-uner", "--force", "-q"], capsys)
     assert code == 0 and len(hub.commits) == 1
+
+
+def test_push_of_chosen_variants_uploads_only_theirs(tiny_export):
+    hub = RecordingHub()
+    push(plan_push(tiny_export, "me/tiny-uner", only=["q8_0"]), api=hub)
+    paths = {op.path_in_repo for op in hub.commits[0][1]}
+    assert paths == {"gguf/tiny.Q8_0.gguf", "manifest.json", "README.md"}
+    pushed = json.loads(next(op for op in hub.commits[0][1] if op.path_in_repo == "manifest.json").path_or_fileobj)
+    assert list(pushed["variants"]) == ["q8_0"] and list(pushed["files"]) == ["gguf/tiny.Q8_0.gguf"]
+    with pytest.raises(PublishError, match="got q9"):
+        plan_push(tiny_export, "me/tiny-uner", only=["q9"])
 
 
 def test_a_corrupted_export_is_never_pushed(export_copy):

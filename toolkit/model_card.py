@@ -61,13 +61,14 @@ def _bench_line(index: dict) -> str:
 
 
 def _how_to_run(repo_id: str, index: dict) -> list[str]:
-    names = list(index["variants"])
+    # the examples use the smallest variant: the one a laptop user tries first
+    example = min(index["variants"], key=lambda n: sum(index["files"][f]["size"] for f in index["variants"][n]["files"]))
     lines = ["## How to run", "", "With uner-toolkit (any variant; downloads only that variant, "
              "checks its sha256, then works offline):", "", "```bash"]
-    lines += [f"uner pull {repo_id} --variant {names[0]}",
-              f"uner extract --model {repo_id}:{names[0]} --labels person,location --text \"{_EXAMPLE_TEXT}\"", "```", "",
+    lines += [f"uner pull {repo_id} --variant {example}",
+              f"uner extract --model {repo_id}:{example} --labels person,location --text \"{_EXAMPLE_TEXT}\"", "```", "",
               "```python", "from runtimes import load", "",
-              f"ner = load(\"{repo_id}:{names[0]}\")",
+              f"ner = load(\"{repo_id}:{example}\")",
               f"ner.extract(\"{_EXAMPLE_TEXT}\", [\"person\", \"location\"])", "```", ""]
     ggufs = [e for e in index["variants"].values() if e["format"] == "gguf"]
     if ggufs:
