@@ -187,7 +187,8 @@ class OnnxExtractor(GenerativeExtractor):
     def vocab_size(self) -> int:
         return self._tokenizer.vocab_size
 
-    def _empty_past(self, rows: int = 1) -> list:
+    def empty_past(self, rows: int = 1) -> list:
+        """An empty KV cache of ``rows`` rows on this session's device."""
         empty = np.zeros((rows, self.io.kv_heads, 0, self.io.head_dim), dtype=self.io.kv_dtype)
         value = self._ort.OrtValue.ortvalue_from_numpy(empty, *self._device)
         return [value] * len(self.io.past)
@@ -221,7 +222,7 @@ class OnnxExtractor(GenerativeExtractor):
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         """The per-query path: the whole prompt, then one token per step."""
-        past, step_ids, generated = self._empty_past(), list(prompt_ids), []
+        past, step_ids, generated = self.empty_past(), list(prompt_ids), []
         past_len, started = 0, time.perf_counter()
         while len(generated) < self.max_new_tokens:
             total = past_len + len(step_ids)

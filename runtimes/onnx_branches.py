@@ -51,7 +51,7 @@ class OnnxBranches:
 
     def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
         model, start = self._model, len(prefix)
-        _, prefix_kv = model.forward(np.array([prefix]), np.ones((1, start)), np.arange(start)[None], model._empty_past())
+        _, prefix_kv = model.forward(np.array([prefix]), np.ones((1, start)), np.arange(start)[None], model.empty_past())
         prefix_arrays = [value.numpy() for value in prefix_kv]
         width = start + max(len(s) for s in suffixes)
         kv = [np.zeros((len(suffixes), a.shape[1], width, a.shape[3]), dtype=a.dtype) for a in prefix_arrays]

@@ -72,7 +72,7 @@ class TorchExtractor(GenerativeExtractor):
         if n_threads:
             torch.set_num_threads(n_threads)
         self._torch = torch
-        self._device = device
+        self.device = device
         self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
         self.model.to(device).eval()
         self._tokenizer = FolderTokenizer(folder, "torch", "torch")
@@ -103,7 +103,7 @@ class TorchExtractor(GenerativeExtractor):
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         torch = self._torch
-        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self._device)
+        input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
         clock = _FirstTokenClock()
         with torch.inference_mode():
             output = self.model.generate(

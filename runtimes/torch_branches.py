@@ -30,7 +30,9 @@ class TorchBranches:
 
     def __init__(self, extractor: TorchExtractor, max_branches: int = DEFAULT_MAX_BRANCHES) -> None:
         self._owner = extractor
-        self._torch = extractor._torch
+        import torch  # the torch backend has imported it already
+
+        self._torch = torch
         self._max_branches = max_branches
         self._rows: list[int] = []  # the handle of each batch row
         self._alive: set[int] = set()
@@ -53,7 +55,7 @@ class TorchBranches:
         return out.logits[:, -1].float().cpu().numpy(), out.past_key_values
 
     def _tensor(self, rows) -> object:
-        return self._torch.tensor(rows, dtype=self._torch.long, device=self._owner._device)
+        return self._torch.tensor(rows, dtype=self._torch.long, device=self._owner.device)
 
     def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
         start, width = len(prefix), max(len(s) for s in suffixes)
