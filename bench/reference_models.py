@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 from runtimes.errors import ModelNotFound
-from runtimes.hub import cache_dir
+from runtimes.cache import cache_dir
 
 ADAPTERS = {"uniner-smol-135m": Path(__file__).resolve().parent / "uniner_smol" / "adapter"}
 

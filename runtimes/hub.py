@@ -10,21 +10,14 @@ loading a multi-GB model again does not hash it again.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from runtimes.errors import InputError, IntegrityError, ModelNotFound
-from runtimes.manifest import MANIFEST, check_file, variant_entry
+from runtimes.cache import CheckedFiles
+from runtimes.manifest import MANIFEST, variant_entry
 
 _VARIANT_REF = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+):(?P<variant>[\w.-]+)$")
-_STAMPS = "verified.json"
-
-
-def cache_dir() -> Path:
-    """uner-toolkit's own cache (reference models, verification stamps): ``$UNER_CACHE`` or
-    ``~/.cache/uner``."""
-    return Path(os.environ.get("UNER_CACHE", Path.home() / ".cache" / "uner"))
 
 
 def parse_variant_ref(ref: str) -> tuple[str, str] | None:
@@ -52,38 +45,6 @@ def _download(repo_id: str, filename: str, revision: str | None, force: bool) ->
         raise ModelNotFound(f"expected to download {filename} of {repo_id}, got {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
-def _stamps() -> dict:
-    try:
-        return json.loads((cache_dir() / _STAMPS).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def _save_stamps(stamps: dict) -> None:
-    path = cache_dir() / _STAMPS
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.partial")
-        tmp.write_text(json.dumps(stamps), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError:  # a read-only cache only costs a re-hash next time
-        pass
-
-
-def _verify(path: Path, expected: dict, name: str, stamps: dict) -> bool:
-    """Check ``path`` against its index entry (skipped when stamped unchanged); True if hashed."""
-    real = os.path.realpath(path)
-    stat = os.stat(real)
-    stamp = [stat.st_size, stat.st_mtime_ns, expected.get("sha256")]
-    if stamps.get(real) == stamp:
-        return False
-    if mismatch := check_file(Path(real), expected, name):
-        raise IntegrityError(f"expected {mismatch.path} to match the repo's manifest, got {mismatch.reason}: "
-                             "the download is corrupt or was changed; run `uner pull --force` to fetch it again")
-    stamps[real] = stamp
-    return True
-
-
 def pull(repo_id: str, variant: str | None, *, revision: str | None = None, force: bool = False) -> Path:
     """Download (or find in the cache) one variant of ``repo_id`` and check it; the local path
     a backend loads: a GGUF file or an ONNX folder.
@@ -102,12 +63,13 @@ def pull(repo_id: str, variant: str | None, *, revision: str | None = None, forc
         entry = variant_entry(index, variant, repo_id)
     except InputError as exc:
         raise ModelNotFound(str(exc)) from None
-    stamps, hashed = _stamps(), False
+    checked = CheckedFiles()
     for name in entry["files"]:
         local = _download(repo_id, name, revision, force)
-        hashed |= _verify(local, index["files"][name], name, stamps)
-    if hashed:
-        _save_stamps(stamps)
+        if mismatch := checked.check(local, index["files"][name], name):
+            raise IntegrityError(f"expected {mismatch.path} to match the repo's manifest, got {mismatch.reason}: "
+                                 "the download is corrupt or was changed; run `uner pull --force` to fetch it again")
+    checked.save()
     return index_path.parent / entry["path"]
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runtimes.errors import IntegrityError
 from runtimes.manifest import sha256_file
 from tests.conftest import DATA, ROOT
 from tests.test_cli import assert_one_line_error, run
@@ -55,11 +54,19 @@ def write_recipe(folder: Path, source: Path, text: str = TINY_RECIPE) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def own_uner_cache(tmp_path, monkeypatch):
+    """Verification stamps go to a fresh cache, not the user's."""
+    monkeypatch.setenv("UNER_CACHE", str(tmp_path / "uner-cache"))
+
+
 @pytest.fixture(scope="module")
 def tiny_export(tiny_spm_hf, tmp_path_factory) -> Path:
     """The tiny model through a whole recipe: GGUF F16 + Q8_0, ONNX fp32, benched."""
     folder = tmp_path_factory.mktemp("recipe")
-    run_recipe(load_recipe(write_recipe(folder, tiny_spm_hf)), folder / "out", data_dir=DATA, threads=1, progress=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNER_CACHE", str(folder / "uner-cache"))
+        run_recipe(load_recipe(write_recipe(folder, tiny_spm_hf)), folder / "out", data_dir=DATA, threads=1, progress=False)
     return folder / "out"
 
 
@@ -340,21 +347,25 @@ def test_a_repo_of_variants_without_a_variant_names_them(tiny_export, tmp_path):
 
 
 def test_verification_is_remembered_until_the_file_changes(tiny_export, tmp_path, monkeypatch):
-    from runtimes import hub
+    import runtimes.manifest
+    from runtimes.cache import CheckedFiles
 
     snapshot = hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", ["f16"])
     monkeypatch.setenv("UNER_CACHE", str(tmp_path / "uner"))
+    hashed = []
+    real_hash = runtimes.manifest.sha256_file
+    monkeypatch.setattr(runtimes.manifest, "sha256_file", lambda path: hashed.append(path) or real_hash(path))
     index = json.loads((snapshot / "manifest.json").read_text())
     name = "gguf/tiny.F16.gguf"
-    stamps: dict = {}
-    assert hub._verify(snapshot / name, index["files"][name], name, stamps) is True
-    assert hub._verify(snapshot / name, index["files"][name], name, stamps) is False  # stamped: not hashed again
+    checked = CheckedFiles()
+    assert checked.check(snapshot / name, index["files"][name], name) is None and len(hashed) == 1
+    checked.save()
+    assert CheckedFiles().check(snapshot / name, index["files"][name], name) is None and len(hashed) == 1  # remembered
     with (snapshot / name).open("r+b") as handle:
         handle.seek(-1, 2)
         handle.write(b"\x7f")
     os.utime(snapshot / name, ns=(1, 1))
-    with pytest.raises(IntegrityError, match="tiny.F16.gguf"):
-        hub._verify(snapshot / name, index["files"][name], name, stamps)
+    assert "sha256" in CheckedFiles().check(snapshot / name, index["files"][name], name).reason and len(hashed) == 2
 
 
 # -- the live round trip ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``run_recipe``: build every variant a recipe names, check each against the torch reference
 on the recipe's bench data, and record it all in the output's variant index (``manifest.json``).
 
-Resumable: a variant whose files still match the index and whose build settings are unchanged is
+Resumable: a variant whose files still match the index (sha256; a file unchanged since it last
+matched is not hashed again, see :mod:`runtimes.cache`) and whose build settings are unchanged is
 kept, not rebuilt; a variant already benched with the same settings is not benched again. The
 index is rewritten (atomically) after every variant, so an interrupted run loses one at most.
 """
@@ -14,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runtimes import __version__
-from runtimes.manifest import MANIFEST, check_file, file_entry, read_manifest
+from runtimes.cache import CheckedFiles
+from runtimes.manifest import MANIFEST, file_entry, read_manifest
 from runtimes.prompt import TEMPLATE
 from runtimes.tokenizer import eos_token_text
 from toolkit.constants import TOOL_NAME, gguf_file_name
@@ -65,16 +67,13 @@ def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
     return settings
 
 
-def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict) -> bool:
+def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict, checked: CheckedFiles) -> bool:
     entry = index["variants"].get(plan.name)
     if not entry or entry.get("build") != settings:
         return False
     names = entry.get("files", [])
-    return bool(names) and all(n in index["files"] for n in names) and not _mismatches(out, index, names)
-
-
-def _mismatches(out: Path, index: dict, names: list[str]) -> list:
-    return [m for n in names if (m := check_file(out / n, index["files"][n], n))]
+    present = bool(names) and all(n in index["files"] for n in names)
+    return present and not any(checked.check(out / n, index["files"][n], n) for n in names)
 
 
 def _build_gguf(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool, n_threads: int | None) -> None:
@@ -108,10 +107,10 @@ def _record_files(out: Path, index: dict, plan: VariantPlan, model: str) -> list
 
 
 def build_variants(recipe: Recipe, out: Path, index: dict, *, force: bool, progress: bool, n_threads: int | None) -> None:
-    source = None
+    source, checked = None, CheckedFiles()
     for plan in recipe.variants:
         settings = _build_settings(recipe, plan)
-        if not force and _is_built(out, index, plan, settings):
+        if not force and _is_built(out, index, plan, settings, checked):
             logger.info("%s: kept (files match the index)", plan.name)
             continue
         if source is None:
@@ -129,6 +128,7 @@ def build_variants(recipe: Recipe, out: Path, index: dict, *, force: bool, progr
             "max_f1_drop": plan.max_f1_drop, "status": UNCHECKED, "bench": None,
         }
         write_json_atomic(out / MANIFEST, index)
+    checked.save()
 
 
 def _bench_settings(recipe: Recipe) -> dict:
