@@ -274,6 +274,11 @@ def test_push_of_chosen_variants_uploads_only_theirs(tiny_export):
         plan_push(tiny_export, "me/tiny-uner", only=["q9"])
 
 
+def test_a_malformed_repo_id_is_refused_before_any_work(tiny_export, capsys):
+    code, _, err = run(uner_export, ["push", tiny_export, "--repo-id", "not a repo", "--dry-run"], capsys)
+    assert_one_line_error(code, err, "expected a Hub repo id like")
+
+
 def test_a_corrupted_export_is_never_pushed(export_copy):
     (export_copy / "onnx-fp32" / "config.json").write_text("{}")
     with pytest.raises(PublishError, match="onnx-fp32/config.json: size"):

@@ -172,7 +172,7 @@ def push(
 ) -> None:
     """Upload the checked variants, a model card and the manifest to the Hub in one commit."""
     setup_logging(quiet)
-    plan = plan_push(folder, repo_id, include_failed=include_failed, only=variant)
+    plan = plan_push(folder, repo_id, include_failed=include_failed, only=variant, progress=not quiet)
     for name, why in plan.left_out.items():
         logger.warning("left out %s: %s", name, why)
     if dry_run:

@@ -41,13 +41,16 @@ class PushPlan:
         return sum(f.size for f in self.files)
 
 
-def plan_push(folder: str | Path, repo_id: str, *, include_failed: bool = False, only: list[str] | None = None) -> PushPlan:
+def plan_push(
+    folder: str | Path, repo_id: str, *, include_failed: bool = False, only: list[str] | None = None, progress: bool = False
+) -> PushPlan:
     """What a push of ``folder`` (a ``uner-export recipe`` output) to ``repo_id`` would upload.
 
     Variants that did not pass their parity gate are left out unless ``include_failed``;
     ``only`` restricts the push to the named variants. Every file is checked against the
     manifest first, so a corrupted export is never published.
     """
+    _check_repo_id(repo_id)
     folder = Path(folder)
     index = read_manifest(folder)
     if not isinstance(index.get("variants"), dict):
@@ -57,13 +60,22 @@ def plan_push(folder: str | Path, repo_id: str, *, include_failed: bool = False,
         reasons = "; ".join(f"{n}: {why}" for n, why in left_out.items())
         raise PublishError(f"expected at least one publishable variant in {folder}, got none ({reasons}); see --include-failed")
     names = [f for v in chosen for f in index["variants"][v]["files"]]
-    if mismatches := verify_folder(folder, names, progress=True):
+    if mismatches := verify_folder(folder, names, progress=progress):
         raise PublishError(f"expected the files of {folder} to match its manifest, got: {'; '.join(map(str, mismatches))}")
     repo_index = _repo_index(index, chosen)
     card = render_card(repo_index, repo_id)
     files = [PlannedFile(n, index["files"][n]["size"], local=folder / n) for n in names]
     files += [_generated(MANIFEST, json.dumps(repo_index, indent=2) + "\n"), _generated(CARD, card)]
     return PushPlan(repo_id, folder, files, chosen, left_out, card)
+
+
+def _check_repo_id(repo_id: str) -> None:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise PublishError(f"expected a Hub repo id like me/UniNER-7B-type-uner, got {repo_id!r}: {str(exc).splitlines()[0]}") from None
 
 
 def _choose(index: dict, include_failed: bool, only: list[str] | None) -> tuple[list[str], dict[str, str]]:
