@@ -156,3 +156,57 @@ def crossner_texts(per_domain: int) -> list[tuple[str, list[str]]]:
             by_text.setdefault(query.text, []).append(query.label)
         texts += [(text, list(dict.fromkeys(labels))) for text, labels in by_text.items()]
     return texts
+
+
+# -- a recipe output of the tiny model (tests/test_recipes.py, tests/test_publish.py) ----------
+
+TINY_RECIPE = """
+name = "tiny"
+source = "{source}"
+license = "cc-by-nc-4.0"
+base_model = "me/tiny-base"
+description = "A random two-layer LLaMA."
+[gguf]
+types = ["f16", "q8_0"]
+[onnx]
+precisions = ["fp32"]
+[bench]
+data = ["crossner_ai/CrossNER_AI.json"]
+limit = 4
+max_new_tokens = 6
+[gates]
+f16 = 0.1
+q8_0 = 0.5
+onnx-fp32 = 0.1
+"""
+
+
+def write_recipe(folder: Path, source: Path, text: str = TINY_RECIPE) -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(text.format(source=source))
+    return path
+
+
+@pytest.fixture
+def own_uner_cache(tmp_path, monkeypatch):
+    """Verification stamps go to a fresh cache, not the user's."""
+    monkeypatch.setenv("UNER_CACHE", str(tmp_path / "uner-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tiny_spm_hf, tmp_path_factory) -> Path:
+    """The tiny model through a whole recipe: GGUF F16 + Q8_0, ONNX fp32, benched."""
+    folder = tmp_path_factory.mktemp("recipe")
+    from toolkit.recipe_run import run_recipe
+    from toolkit.recipes import load_recipe
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("UNER_CACHE", str(folder / "uner-cache"))
+        run_recipe(load_recipe(write_recipe(folder, tiny_spm_hf)), folder / "out", data_dir=DATA, threads=1, progress=False)
+    return folder / "out"
+
+
+@pytest.fixture
+def export_copy(tiny_export, tmp_path) -> Path:
+    """A copy to tamper with."""
+    return Path(shutil.copytree(tiny_export, tmp_path / "out"))

@@ -1,0 +1,127 @@
+"""Export recipes, ``uner-export recipe`` (resumable, parity gate) and ``uner-export verify``."""
+
+import json
+
+import pytest
+
+from runtimes.manifest import sha256_file
+from tests.conftest import DATA, TINY_RECIPE, write_recipe
+from tests.test_cli import assert_one_line_error, run
+from toolkit.cli import main as uner_export
+from toolkit.errors import RecipeError
+from toolkit.publish import plan_push
+from toolkit.recipe_run import run_recipe
+from toolkit.recipes import available_recipes, load_recipe
+
+pytestmark = pytest.mark.usefixtures("own_uner_cache")
+
+UNINER_7B = ["UniNER-7B-all", "UniNER-7B-definition", "UniNER-7B-type", "UniNER-7B-type-sup"]
+
+
+# -- recipes ----------------------------------------------------------------------------------
+
+
+def test_every_shipped_recipe_is_valid_and_gates_every_variant():
+    assert set(UNINER_7B + ["uniner-smol-135m"]) <= set(available_recipes())
+    for name in available_recipes():
+        recipe = load_recipe(name)
+        assert recipe.name == name and recipe.variants and recipe.bench is not None
+        assert all(v.max_f1_drop >= 0 for v in recipe.variants)
+        assert {"gguf", "onnx"} == {v.format for v in recipe.variants}
+    for name in UNINER_7B:
+        recipe = load_recipe(name)
+        assert recipe.source == f"Universal-NER/{name}" and recipe.license == "cc-by-nc-4.0"
+        assert recipe.allow_pickle  # the releases ship pytorch_model*.bin
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (("q8_0 = 0.5\n", ""), "expected a maximum F1 drop for q8_0"),
+    (('types = ["f16", "q8_0"]', 'types = ["f16", "q9_9"]'), "got 'q9_9'"),
+    (('precisions = ["fp32"]', 'precisions = ["fp16:cpu"]'), "expected a device among cuda, tensorrt for fp16"),
+    (("q8_0 = 0.5", "q8_0 = -1"), "non-negative number"),
+    (("limit = 4", "limit = 0"), "bench.limit"),
+    (('license = "cc-by-nc-4.0"', 'licence = "cc-by-nc-4.0"'), "got licence"),
+])
+def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_path, capsys, change, fragment):
+    recipe = write_recipe(tmp_path, tiny_spm_hf, TINY_RECIPE.replace(*change))
+    code, _, err = run(uner_export, ["recipe", recipe, "--out", tmp_path / "out"], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, capsys):
+    code, _, err = run(uner_export, ["recipe", "UniNER-13B", "--out", tmp_path], capsys)
+    assert_one_line_error(code, err, "UniNER-7B-type")
+
+
+def test_a_recipe_without_its_bench_data_refuses_to_start(tiny_spm_hf, tmp_path):
+    with pytest.raises(RecipeError, match="missing crossner_ai/CrossNER_AI.json"):
+        run_recipe(load_recipe(write_recipe(tmp_path, tiny_spm_hf)), tmp_path / "out", data_dir=tmp_path)
+    assert not (tmp_path / "out").exists()
+
+
+# -- running a recipe --------------------------------------------------------------------------
+
+
+def test_a_recipe_builds_checks_and_indexes_every_variant(tiny_export, capsys):
+    index = json.loads((tiny_export / "manifest.json").read_text())
+    assert list(index["variants"]) == ["f16", "q8_0", "onnx-fp32"]
+    for entry in index["variants"].values():
+        assert entry["status"] == "passed" and entry["bench"]["queries"] > 0
+        for name in entry["files"]:
+            assert index["files"][name] == {"size": (tiny_export / name).stat().st_size, "sha256": sha256_file(tiny_export / name)}
+    assert index["variants"]["q8_0"]["files"] == ["gguf/tiny.Q8_0.gguf"]
+    assert "onnx-fp32/model.onnx" in index["variants"]["onnx-fp32"]["files"]
+    code, out, _ = run(uner_export, ["verify", tiny_export, "-q"], capsys)
+    assert code == 0 and out.startswith(f"OK {len(index['files'])} files")
+
+
+def test_a_second_run_keeps_finished_variants_and_their_bench(tiny_spm_hf, export_copy, monkeypatch):
+    import toolkit.recipe_run as recipe_run
+
+    before = {p: p.stat().st_mtime_ns for p in export_copy.rglob("*") if p.is_file() and p.name != "manifest.json"}
+    monkeypatch.setattr(recipe_run, "_run_bench", lambda *a, **k: pytest.fail("benched again"))
+    monkeypatch.setattr(recipe_run, "resolve_source", lambda *a, **k: pytest.fail("rebuilt"))
+    run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf)), export_copy, data_dir=DATA, progress=False)
+    assert all(run.status(name) == "passed" for name in ("f16", "q8_0", "onnx-fp32"))
+    assert before == {p: p.stat().st_mtime_ns for p in before}
+
+
+def test_a_variant_whose_file_changed_is_rebuilt_and_benched_again(tiny_spm_hf, export_copy, monkeypatch):
+    import toolkit.recipe_run as recipe_run
+
+    target = export_copy / "gguf" / "tiny.Q8_0.gguf"
+    good = sha256_file(target)
+    with target.open("r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\0\1\2\3")
+    benched = []
+    monkeypatch.setattr(recipe_run, "_run_bench", lambda recipe, out, plans, *a: benched.extend(p.name for p in plans) or [
+        {"f1": 0.0, "delta_f1": 0.0, "agreement": 100.0, "reference_f1": 0.0, "queries": 13, "queries_per_s": 1.0} for _ in plans])
+    run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf)), export_copy, data_dir=DATA, progress=False)
+    assert sha256_file(target) == good and benched == ["q8_0"]
+
+
+def test_a_variant_over_its_gate_is_kept_but_not_published(tiny_spm_hf, export_copy, monkeypatch, capsys):
+    import toolkit.recipe_run as recipe_run
+
+    recipe = write_recipe(export_copy.parent, tiny_spm_hf, TINY_RECIPE.replace("limit = 4", "limit = 3"))  # new bench settings
+    monkeypatch.setattr(recipe_run, "_run_bench", lambda recipe, out, plans, *a: [
+        {"f1": 30.0 - (1.2 if p.name == "q8_0" else 0.0), "delta_f1": -1.2 if p.name == "q8_0" else 0.0, "agreement": 90.0,
+         "reference_f1": 30.0, "queries": 10, "queries_per_s": 1.0} for p in plans])
+    code, out, _ = run(uner_export, ["recipe", recipe, "--out", export_copy, "--data-dir", DATA, "-q"], capsys)
+    assert code == 0
+    assert "q8_0\tfailed\tgguf/tiny.Q8_0.gguf\tF1 28.80 (-1.20, max drop 0.5)" in out
+    assert (export_copy / "gguf" / "tiny.Q8_0.gguf").is_file()
+    plan = plan_push(export_copy, "me/tiny-uner")
+    assert plan.variants == ["f16", "onnx-fp32"] and plan.left_out == {"q8_0": "F1 drop 1.20 > 0.5 allowed"}
+    assert "gguf/tiny.Q8_0.gguf" not in {f.path_in_repo for f in plan.files}
+    assert plan_push(export_copy, "me/tiny-uner", include_failed=True).variants == ["f16", "q8_0", "onnx-fp32"]
+
+
+def test_verify_names_the_file_that_differs(export_copy, capsys):
+    (export_copy / "onnx-fp32" / "genai_config.json").write_text("{}")
+    (export_copy / "gguf" / "tiny.F16.gguf").unlink()
+    code, out, err = run(uner_export, ["verify", export_copy, "-q"], capsys)
+    assert_one_line_error(code, err, "2 of")
+    assert "MISMATCH onnx-fp32/genai_config.json: size" in out and "MISMATCH gguf/tiny.F16.gguf: missing" in out
