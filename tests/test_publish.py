@@ -29,9 +29,15 @@ pytestmark = pytest.mark.usefixtures("own_uner_cache")
 class RecordingHub:
     """Stands in for ``huggingface_hub.HfApi`` at the network boundary."""
 
-    def __init__(self, existing: list[str] = ()) -> None:
+    def __init__(self, existing: list[str] = (), published: dict | None = None, folder: Path | None = None) -> None:
         self.existing = list(existing)
+        self.published, self.folder = published, folder  # the repo's manifest.json, where to "download" it
         self.repos, self.commits = [], []
+
+    def hf_hub_download(self, repo_id, filename):
+        path = self.folder / filename
+        path.write_text(json.dumps(self.published))
+        return str(path)
 
     def create_repo(self, repo_id, private=None, exist_ok=False):
         self.repos.append((repo_id, private))
@@ -113,6 +119,21 @@ def test_push_of_chosen_variants_uploads_only_theirs(tiny_export):
     assert list(pushed["variants"]) == ["q8_0"] and list(pushed["files"]) == ["gguf/tiny.Q8_0.gguf"]
     with pytest.raises(PublishError, match="got q9"):
         plan_push(tiny_export, "me/tiny-uner", only=["q9"])
+
+
+def test_pushing_one_variant_keeps_the_others_in_the_repo_index_and_card(tiny_export, tmp_path):
+    first = RecordingHub()
+    push(plan_push(tiny_export, "me/tiny-uner"), api=first)
+    operations = first.commits[0][1]
+    published = json.loads(next(op for op in operations if op.path_in_repo == "manifest.json").path_or_fileobj)
+    hub = RecordingHub(existing=[op.path_in_repo for op in operations], published=published, folder=tmp_path)
+    push(plan_push(tiny_export, "me/tiny-uner", only=["q8_0"]), force=True, api=hub)
+    pushed = {op.path_in_repo: op for op in hub.commits[0][1]}
+    assert set(pushed) == {"gguf/tiny.Q8_0.gguf", "manifest.json", "README.md"}
+    index = json.loads(pushed["manifest.json"].path_or_fileobj)
+    assert list(index["variants"]) == ["f16", "onnx-fp32", "q8_0"] and index["files"] == published["files"]
+    card = pushed["README.md"].path_or_fileobj.decode()
+    assert all(f"| `{name}` |" in card for name in ("f16", "q8_0", "onnx-fp32"))
 
 
 def test_a_malformed_repo_id_is_refused_before_any_work(tiny_export, capsys):

@@ -35,6 +35,7 @@ class PushPlan:
     variants: list[str]
     left_out: dict[str, str] = field(default_factory=dict)  # variant -> why
     card: str = ""
+    index: dict = field(default_factory=dict)  # the repo's manifest.json after the push
 
     @property
     def total_bytes(self) -> int:
@@ -66,7 +67,7 @@ def plan_push(
     card = render_card(repo_index, repo_id)
     files = [PlannedFile(n, index["files"][n]["size"], local=folder / n) for n in names]
     files += [_generated(MANIFEST, json.dumps(repo_index, indent=2) + "\n"), _generated(CARD, card)]
-    return PushPlan(repo_id, folder, files, chosen, left_out, card)
+    return PushPlan(repo_id, folder, files, chosen, left_out, card, repo_index)
 
 
 def _check_repo_id(repo_id: str) -> None:
@@ -119,6 +120,24 @@ def describe(plan: PushPlan, private: bool = False) -> str:
     return "\n".join(lines)
 
 
+def _keeping_published_variants(api, plan: PushPlan, existing: set[str]) -> PushPlan:
+    """A plan whose index and card also list the variants already in the repo that this push
+    does not replace, so pushing one variant does not hide the others."""
+    published = json.loads(Path(api.hf_hub_download(plan.repo_id, MANIFEST)).read_text(encoding="utf-8"))
+    kept = {
+        name: entry for name, entry in published.get("variants", {}).items()
+        if name not in plan.index["variants"] and all(f in existing and f in published.get("files", {}) for f in entry["files"])
+    }
+    if not kept:
+        return plan
+    files = {f: published["files"][f] for entry in kept.values() for f in entry["files"]}
+    index = {**plan.index, "variants": {**kept, **plan.index["variants"]}, "files": {**files, **plan.index["files"]}}
+    card = render_card(index, plan.repo_id)
+    generated = {MANIFEST: _generated(MANIFEST, json.dumps(index, indent=2) + "\n"), CARD: _generated(CARD, card)}
+    planned = [generated.get(f.path_in_repo, f) for f in plan.files]
+    return PushPlan(plan.repo_id, plan.folder, planned, plan.variants, plan.left_out, card, index)
+
+
 def push(plan: PushPlan, *, private: bool = False, force: bool = False, api=None) -> str:
     """Create ``plan.repo_id`` if needed and upload every planned file in one commit; refuses
     to overwrite files already in the repo unless ``force``. Returns the commit URL."""
@@ -131,6 +150,8 @@ def push(plan: PushPlan, *, private: bool = False, force: bool = False, api=None
         if clash := sorted(existing & {f.path_in_repo for f in plan.files}):
             if not force:
                 raise PublishError(f"expected new files in {plan.repo_id}, got existing {', '.join(clash)}: pass --force to overwrite")
+        if MANIFEST in existing:
+            plan = _keeping_published_variants(api, plan, existing)
         operations = [
             CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local) if f.local else f.content)
             for f in plan.files
