@@ -41,11 +41,15 @@ def run_bench(
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
     per_query: bool = False,
     constraints: tuple[str, ...] = (),
+    reference_options: dict | None = None,
 ) -> dict:
-    """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``."""
+    """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``.
+
+    ``reference_options``: torch options of the reference (``{"device": "cuda", "dtype": "float16"}``;
+    default float32 on CPU)."""
     if not data:
         raise InputError("expected at least one --data file, got none")
-    specs = plan_variants(reference, candidates, baselines, per_query, tuple(check_constraint(c) for c in constraints))
+    specs = plan_variants(reference, candidates, baselines, per_query, tuple(check_constraint(c) for c in constraints), reference_options)
     datasets = load_datasets(data, limit)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
@@ -84,13 +88,16 @@ def bench(
         typer.Option("--constrain", help=f"Also run every candidate with this output constraint ({', '.join(CONSTRAINTS)}; repeatable).", show_default=False),
     ] = None,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
+    reference_device: Annotated[str, typer.Option("--reference-device", help="Torch device of the reference: cpu, cuda, auto (cuda when available).")] = "cpu",
+    reference_dtype: Annotated[str, typer.Option("--reference-dtype", help="Reference dtype: float32, float16, bfloat16, auto (float16 on a GPU, float32 on CPU).")] = "float32",
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Official UniNER F1, agreement with the reference, and speed against naive baselines, in one run."""
     setup_logging(quiet)
     results = run_bench(reference, candidate or [], data, out, limit=limit, baselines=not no_baselines,
-                        threads=threads, max_new_tokens=max_new_tokens, per_query=per_query, constraints=tuple(constrain or ()))
+                        threads=threads, max_new_tokens=max_new_tokens, per_query=per_query, constraints=tuple(constrain or ()),
+                        reference_options={"device": reference_device, "dtype": reference_dtype})
     if not quiet:
         typer.echo(markdown(results))
     typer.echo(str(out / "results.json"))

@@ -103,14 +103,17 @@ def plan_variants(
     baselines: bool,
     per_query: bool = False,
     constraints: tuple[str, ...] = (),
+    reference_options: dict | None = None,
 ) -> list[VariantSpec]:
     """The reference first (torch, one prompt per query: the official path), then each candidate
     on the batched engine (plus its per-query path and constrained runs when asked), then the
-    naive baselines they call for."""
+    naive baselines they call for. ``reference_options``: the reference's torch options
+    (``device``, ``dtype``)."""
     reference_path = resolve_model(resolve_reference(reference))
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
-    specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path), options={"batched": False})]
+    options = {"batched": False, **(reference_options or {})}
+    specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path), options=options)]
     ggufs = []
     for candidate in candidates:
         path = resolve_model(candidate)

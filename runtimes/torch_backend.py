@@ -41,8 +41,9 @@ class TorchExtractor(GenerativeExtractor):
 
     Args:
         path: a Hugging Face model folder (``config.json``, weights, tokenizer).
-        dtype: compute dtype; float32 is the reference on CPU.
-        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        dtype: compute dtype; float32 is the reference on CPU. ``"auto"``: float16 on a GPU,
+            float32 on CPU.
+        device: torch device, e.g. ``"cpu"`` or ``"cuda"``; ``"auto"``: cuda when available.
         n_threads: CPU threads for torch; ``None`` keeps torch's default.
         **options: decoding options of :class:`GenerativeExtractor` (``max_new_tokens``...).
     """
@@ -67,8 +68,12 @@ class TorchExtractor(GenerativeExtractor):
         folder = Path(path)
         if not (folder / "config.json").is_file():
             raise ModelNotFound(f"expected a Hugging Face model folder with config.json, got {folder}")
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if dtype == "auto":
+            dtype = "float32" if device == "cpu" else "float16"
         if dtype not in _DTYPES:
-            raise ModelNotFound(f"expected dtype one of {', '.join(_DTYPES)}, got {dtype}")
+            raise ModelNotFound(f"expected dtype one of auto, {', '.join(_DTYPES)}, got {dtype}")
         if n_threads:
             torch.set_num_threads(n_threads)
         self._torch = torch

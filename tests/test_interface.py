@@ -59,3 +59,12 @@ def test_hub_repo_id_offline_without_cache_is_a_clear_error(monkeypatch, tmp_pat
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ModelNotFound, match="Hub repo"):
         load("Universal-NER/UniNER-7B-type")
+
+
+def test_torch_auto_device_and_dtype_mean_fp32_on_a_cpu_only_machine(tiny_spm_hf):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: auto means cuda/float16 here")
+    with load(tiny_spm_hf, device="auto", dtype="auto") as ner:
+        assert ner.device == "cpu" and next(ner.model.parameters()).dtype == torch.float32

@@ -41,6 +41,7 @@ def test_every_shipped_recipe_is_valid_and_gates_every_variant():
     (("q8_0 = 0.5", "q8_0 = -1"), "non-negative number"),
     (("limit = 4", "limit = 0"), "bench.limit"),
     (('license = "cc-by-nc-4.0"', 'licence = "cc-by-nc-4.0"'), "got licence"),
+    (("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "tpu"'), "bench.reference_device"),
 ])
 def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_path, capsys, change, fragment):
     recipe = write_recipe(tmp_path, tiny_spm_hf, TINY_RECIPE.replace(*change))
@@ -125,3 +126,22 @@ def test_verify_names_the_file_that_differs(export_copy, capsys):
     code, out, err = run(uner_export, ["verify", export_copy, "-q"], capsys)
     assert_one_line_error(code, err, "2 of")
     assert "MISMATCH onnx-fp32/genai_config.json: size" in out and "MISMATCH gguf/tiny.F16.gguf: missing" in out
+
+
+def test_the_reference_runs_where_the_recipe_says(tiny_spm_hf, export_copy, monkeypatch):
+    import bench.cli
+
+    asked = {}
+
+    def fake_bench(reference, candidates, data, out, **options):
+        asked.update(options["reference_options"])
+        entries = [{"path": reference, "f1": 10.0, "delta_f1": 0.0, "agreement": 100.0, "queries_per_s": 1.0}]
+        entries += [{"path": c, "f1": 10.0, "delta_f1": 0.0, "agreement": 100.0, "queries_per_s": 1.0} for c in candidates]
+        return {"variants": entries, "queries": 13}
+
+    monkeypatch.setattr(bench.cli, "run_bench", fake_bench)
+    text = TINY_RECIPE.replace("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "auto"\nreference_dtype = "bfloat16"')
+    run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf, text)), export_copy, data_dir=DATA, progress=False)
+    assert asked == {"device": "auto", "dtype": "bfloat16"}  # new settings: every variant benched again
+    assert run.index["variants"]["q8_0"]["bench"]["settings"]["dtype"] == "bfloat16"
+

@@ -134,7 +134,11 @@ def build_variants(recipe: Recipe, out: Path, index: dict, *, force: bool, progr
 def _bench_settings(recipe: Recipe) -> dict:
     # the recipe's relative names, not local paths: the index is published with the variants
     return {"data": list(recipe.bench.data), "limit": recipe.bench.limit, "max_new_tokens": recipe.bench.max_new_tokens,
-            "reference": recipe.source}
+            "reference": recipe.source, **_reference_options(recipe)}
+
+
+def _reference_options(recipe: Recipe) -> dict:
+    return {"device": recipe.bench.reference_device, "dtype": recipe.bench.reference_dtype}
 
 
 def _runnable_here(plan: VariantPlan) -> str | None:
@@ -195,7 +199,7 @@ def _run_bench(recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[P
     reference, _ = resolve_source(recipe)
     candidates = [str(out / plan.path(recipe.name)) for plan in plans]
     results = run_bench(str(reference), candidates, data, out / "bench", limit=recipe.bench.limit, baselines=False,
-                        threads=threads, max_new_tokens=recipe.bench.max_new_tokens)
+                        threads=threads, max_new_tokens=recipe.bench.max_new_tokens, reference_options=_reference_options(recipe))
     by_path = {entry["path"]: entry for entry in results["variants"]}
     reference_f1 = results["variants"][0]["f1"]
     picked = []

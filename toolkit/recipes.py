@@ -45,11 +45,13 @@ class VariantPlan:
 @dataclass(frozen=True)
 class BenchPlan:
     """The parity check: UniNER eval files (relative to the data folder), sampled to ``limit``
-    queries each."""
+    queries each, against the source run on torch with these device and dtype."""
 
     data: tuple[str, ...]
     limit: int | None = None
     max_new_tokens: int = 256
+    reference_device: str = "cpu"  # or "cuda", "auto"
+    reference_dtype: str = "float32"  # or "float16", "bfloat16", "auto"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,10 @@ class Recipe:
             "name": self.name, "source": self.source, "revision": self.revision, "license": self.license,
             "base_model": self.base_model, "gguf_outtype": self.gguf_outtype,
             "variants": {v.name: {"format": v.format, "kind": v.kind, "device": v.device, "max_f1_drop": v.max_f1_drop} for v in self.variants},
-            "bench": None if self.bench is None else {"data": list(self.bench.data), "limit": self.bench.limit, "max_new_tokens": self.bench.max_new_tokens},
+            "bench": None if self.bench is None else {
+                "data": list(self.bench.data), "limit": self.bench.limit, "max_new_tokens": self.bench.max_new_tokens,
+                "reference_device": self.bench.reference_device, "reference_dtype": self.bench.reference_dtype,
+            },
         }
 
 
@@ -178,7 +183,13 @@ def _bench(table) -> BenchPlan | None:
     max_new = table.get("max_new_tokens", 256)
     if not isinstance(max_new, int) or max_new < 1:
         raise RecipeError(f"expected bench.max_new_tokens to be a positive integer, got {max_new!r}")
-    return BenchPlan(data, limit, max_new)
+    device = table.get("reference_device", "cpu")
+    if device not in ("cpu", "cuda", "auto"):
+        raise RecipeError(f"expected bench.reference_device among cpu, cuda, auto, got {device!r}")
+    dtype = table.get("reference_dtype", "float32")
+    if dtype not in ("float32", "float16", "bfloat16", "auto"):
+        raise RecipeError(f"expected bench.reference_dtype among float32, float16, bfloat16, auto, got {dtype!r}")
+    return BenchPlan(data, limit, max_new, device, dtype)
 
 
 def _text(data: dict, key: str) -> str:
