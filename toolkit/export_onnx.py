@@ -32,7 +32,7 @@ from toolkit.checkpoint import SIDE_FILES, HFCheckpoint
 from toolkit.constants import TOOL_NAME
 from toolkit.errors import CheckpointError, OutputExists
 from toolkit.onnx_quantize import quantize_onnx
-from toolkit.files import umask, sha256_file, write_json_atomic
+from toolkit.files import file_entry, umask, write_json_atomic
 from toolkit.mapped_model import builder_uses, mapped_llama
 
 logger = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ def _replace_tokenizer_files(source: Path, out: Path) -> None:
 
 def _write_manifest(out: Path, fields: dict) -> Path:
     files = {
-        path.name: {"size": path.stat().st_size, "sha256": sha256_file(path)}
+        path.name: file_entry(path)
         for path in sorted(out.iterdir())
         if path.is_file() and path.name != MANIFEST
     }

@@ -9,10 +9,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from runtimes.manifest import MANIFEST, sha256_file
+from runtimes.manifest import MANIFEST, file_entry, sha256_file
 from toolkit.errors import OutputExists
 
-__all__ = ["MANIFEST", "atomic_path", "check_writable", "sha256_file", "umask", "update_manifest", "write_json_atomic"]
+__all__ = ["MANIFEST", "atomic_path", "check_writable", "file_entry", "sha256_file", "umask", "update_manifest", "write_json_atomic"]
 
 
 def umask() -> int:
@@ -60,7 +60,7 @@ def update_manifest(out_dir: Path, files: list[Path], extra: dict) -> Path:
     manifest.update(extra)
     entries = manifest.setdefault("files", {})
     for file in files:
-        entries[file.name] = {"size": file.stat().st_size, "sha256": sha256_file(file)}
+        entries[file.name] = file_entry(file)
     manifest["files"] = dict(sorted(entries.items()))
     write_json_atomic(path, manifest)
     return path

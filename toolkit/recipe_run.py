@@ -58,6 +58,25 @@ def resolve_source(recipe: Recipe) -> tuple[Path, str | None]:
     return folder, folder.name  # snapshots are named after their commit
 
 
+class SourceFolder:
+    """The recipe's source, resolved (downloaded) at most once, and only if something needs it."""
+
+    def __init__(self, recipe: Recipe) -> None:
+        self._recipe = recipe
+        self._resolved: tuple[Path, str | None] | None = None
+
+    def path(self) -> Path:
+        return self._resolve()[0]
+
+    def commit(self) -> str | None:
+        return self._resolve()[1]
+
+    def _resolve(self) -> tuple[Path, str | None]:
+        if self._resolved is None:
+            self._resolved = resolve_source(self._recipe)
+        return self._resolved
+
+
 def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
     settings = {"source": recipe.source, "revision": recipe.revision, "format": plan.format, "kind": plan.kind, "tool_version": __version__}
     if plan.format == "gguf":
@@ -106,22 +125,22 @@ def _record_files(out: Path, index: dict, plan: VariantPlan, model: str) -> list
     return names
 
 
-def build_variants(recipe: Recipe, out: Path, index: dict, *, force: bool, progress: bool, n_threads: int | None) -> None:
-    source, checked = None, CheckedFiles()
+def build_variants(
+    recipe: Recipe, out: Path, index: dict, source: SourceFolder, *, force: bool, progress: bool, n_threads: int | None
+) -> None:
+    checked = CheckedFiles()
     for plan in recipe.variants:
         settings = _build_settings(recipe, plan)
         if not force and _is_built(out, index, plan, settings, checked):
             logger.info("%s: kept (files match the index)", plan.name)
             continue
-        if source is None:
-            source, commit = resolve_source(recipe)
-            index["source_commit"] = commit
-            index["eos_token"] = eos_token_text(source) or "</s>"
+        index["source_commit"] = source.commit()
+        index["eos_token"] = eos_token_text(source.path()) or "</s>"
         logger.info("%s: building", plan.name)
         if plan.format == "gguf":
-            _build_gguf(recipe, source, out, plan, progress, n_threads)
+            _build_gguf(recipe, source.path(), out, plan, progress, n_threads)
         else:
-            _build_onnx(recipe, source, out, plan, progress)
+            _build_onnx(recipe, source.path(), out, plan, progress)
         index["variants"][plan.name] = {
             "format": plan.format, "kind": plan.kind, "path": plan.path(recipe.name),
             "files": _record_files(out, index, plan, recipe.name), "build": settings,
@@ -151,7 +170,7 @@ def _runnable_here(plan: VariantPlan) -> str | None:
     return None
 
 
-def gate_variants(recipe: Recipe, out: Path, index: dict, data_dir: Path | None, *, threads: int | None) -> None:
+def gate_variants(recipe: Recipe, out: Path, index: dict, data_dir: Path | None, source: SourceFolder, *, threads: int | None) -> None:
     """Bench the variants not yet benched with these settings; set each one's status."""
     if recipe.bench is None:
         return
@@ -169,7 +188,7 @@ def gate_variants(recipe: Recipe, out: Path, index: dict, data_dir: Path | None,
         else:
             todo.append(plan)
     if todo:
-        results = _run_bench(recipe, out, todo, data, threads)
+        results = _run_bench(recipe, out, todo, data, threads, source.path())
         for plan, result in zip(todo, results):
             entry = index["variants"][plan.name]
             entry["bench"] = {**result, "settings": settings, "sha256": _fingerprint(index, entry)}
@@ -193,10 +212,9 @@ def _verdict(bench: dict, max_drop: float) -> str:
     return PASSED if -bench["delta_f1"] <= max_drop + 1e-9 else FAILED
 
 
-def _run_bench(recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[Path], threads: int | None) -> list[dict]:
+def _run_bench(recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[Path], threads: int | None, reference: Path) -> list[dict]:
     from bench.cli import run_bench
 
-    reference, _ = resolve_source(recipe)
     candidates = [str(out / plan.path(recipe.name)) for plan in plans]
     results = run_bench(str(reference), candidates, data, out / "bench", limit=recipe.bench.limit, baselines=False,
                         threads=threads, max_new_tokens=recipe.bench.max_new_tokens, reference_options=_reference_options(recipe))
@@ -244,12 +262,13 @@ def run_recipe(
         check_bench_data(recipe, Path(data_dir) if data_dir else None)
     index = _fresh_index(recipe, read_manifest(out) if (out / MANIFEST).is_file() else None)
     out.mkdir(parents=True, exist_ok=True)
-    build_variants(recipe, out, index, force=force, progress=progress, n_threads=threads)
+    source = SourceFolder(recipe)
+    build_variants(recipe, out, index, source, force=force, progress=progress, n_threads=threads)
     if index["eos_token"] is None:  # an index from before the EOS token was recorded
-        index["eos_token"] = eos_token_text(resolve_source(recipe)[0]) or "</s>"
+        index["eos_token"] = eos_token_text(source.path()) or "</s>"
     _forget_unlisted(out, index, recipe)
     if bench:
-        gate_variants(recipe, out, index, Path(data_dir) if data_dir else None, threads=threads)
+        gate_variants(recipe, out, index, Path(data_dir) if data_dir else None, source, threads=threads)
     write_json_atomic(out / MANIFEST, index)
     return RecipeRun(out, index)
 
