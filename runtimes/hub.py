@@ -52,11 +52,7 @@ def pull(repo_id: str, variant: str | None, *, revision: str | None = None, forc
     >>> pull("me/UniNER-7B-type-uner", "q4_k_m")  # doctest: +SKIP
     PosixPath('~/.cache/huggingface/hub/models--me--UniNER-7B-type-uner/snapshots/…/gguf/UniNER-7B-type.Q4_K_M.gguf')
     """
-    index_path = _download(repo_id, MANIFEST, revision, force)
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelNotFound(f"expected {MANIFEST} of {repo_id} to be JSON, got: {exc}") from None
+    index_path, index = _repo_index(repo_id, revision, force)
     if variant is None:
         raise ModelNotFound(f"expected a variant of {repo_id} among {', '.join(index.get('variants', {})) or 'none'} (--variant)")
     try:
@@ -73,13 +69,25 @@ def pull(repo_id: str, variant: str | None, *, revision: str | None = None, forc
     return index_path.parent / entry["path"]
 
 
+def _repo_index(repo_id: str, revision: str | None, force: bool) -> tuple[Path, dict]:
+    """The repo's manifest.json: where it was downloaded, and its content."""
+    path = _download(repo_id, MANIFEST, revision, force)
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelNotFound(f"expected {MANIFEST} of {repo_id} to be JSON, got: {exc}") from None
+    if not isinstance(index, dict):
+        raise ModelNotFound(f"expected {MANIFEST} of {repo_id} to hold a JSON object")
+    return path, index
+
+
 def published_variants(repo_id: str) -> list[str] | None:
     """The variants of ``repo_id`` when it is a ``uner-export push`` repo (its manifest.json
     has a variant index), else None; None too when that cannot be told (offline, no access)."""
     try:
-        index = json.loads(_download(repo_id, MANIFEST, None, False).read_text(encoding="utf-8"))
-    except (ModelNotFound, OSError, ValueError):
+        _, index = _repo_index(repo_id, None, False)
+    except ModelNotFound:
         return None
-    variants = index.get("variants") if isinstance(index, dict) else None
+    variants = index.get("variants")
     return list(variants) if isinstance(variants, dict) else None
 
