@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -c "from bench.reference_models import build_uniner_smol; from pathlib import Path; build_uniner_smol(Path('$(DEMO_MODEL)'))"
+	$(PY) -c "from uner.bench.reference_models import build_uniner_smol; from pathlib import Path; build_uniner_smol(Path('$(DEMO_MODEL)'))"
 	$(VENV)/bin/uner-export gguf $(DEMO_MODEL) --out $(DEMO_OUT) --outtype f16 --quant q8_0,q4_k_m --force
 	$(VENV)/bin/uner extract --model $(DEMO_OUT)/uniner-smol-135m.Q4_K_M.gguf \
 		--labels person,organization,location,award --raw --text "$(DEMO_TEXT)"

@@ -5,20 +5,23 @@
 * ``llamacpp-naive``: llama-cpp-python's high-level completion API on the same GGUF, one call per
   query (temperature 0), as a user following its README would write it.
 
-Both answer through ``timed_answer(text, label)``, the hook :func:`bench.runner.predict`
+Both answer through ``timed_answer(text, label)``, the hook :func:`uner.bench.runner.predict`
 uses; neither shares anything with our backends beyond the template text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from runtimes.base import DEFAULT_MAX_NEW_TOKENS
-from bench.runner import TimedAnswer
-from runtimes.errors import BackendUnavailable
-from runtimes.prompt import render_prompt
+from uner.base import DEFAULT_MAX_NEW_TOKENS
+from uner.bench.runner import TimedAnswer
+from uner.errors import BackendUnavailable
+from uner.llamacpp_backend import amx_in_use, set_fields
+from uner.prompt import render_prompt
 
 
 class NaiveTransformers:
@@ -52,6 +55,31 @@ class NaiveTransformers:
         self.model = None
 
 
+@contextlib.contextmanager
+def _without_amx_repacking() -> Iterator[None]:
+    """llama-cpp-python's ``Llama`` offers no ``use_extra_bufts``; where llama.cpp's AMX path
+    crashes (see :func:`uner.llamacpp_backend.amx_in_use`) its default model params are
+    wrapped for this one construction (the baseline runs in its own process)."""
+    import llama_cpp
+    from llama_cpp import llama as llama_module
+
+    if not amx_in_use(llama_cpp):
+        yield
+        return
+    default = llama_module.llama_cpp.llama_model_default_params
+
+    def without_extra_buffers():
+        params = default()
+        set_fields(params, use_extra_bufts=False)
+        return params
+
+    llama_module.llama_cpp.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        llama_module.llama_cpp.llama_model_default_params = default
+
+
 class NaiveLlamaCpp:
     name = "llamacpp-naive"
 
@@ -60,7 +88,8 @@ class NaiveLlamaCpp:
             from llama_cpp import Llama
         except ImportError as exc:
             raise BackendUnavailable("llamacpp-naive baseline", "llama-cpp-python", "llamacpp") from exc
-        self.llm = Llama(model_path=str(path), n_ctx=2048, n_threads=n_threads or os.cpu_count(), verbose=False)
+        with _without_amx_repacking():
+            self.llm = Llama(model_path=str(path), n_ctx=2048, n_threads=n_threads or os.cpu_count(), verbose=False)
         self.eos_text = self.llm.detokenize([self.llm.token_eos()], special=True).decode("utf-8", errors="replace")
         self.max_new_tokens = max_new_tokens
 

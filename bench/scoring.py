@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from bench.runner import Prediction
-from runtimes.metrics import official_score
-from runtimes.parsing import parse_normalized
+from uner.bench.runner import Prediction
+from uner.metrics import official_score
+from uner.parsing import parse_normalized
 
 
 @dataclass(frozen=True)

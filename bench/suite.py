@@ -10,15 +10,16 @@ import multiprocessing
 import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.machine import artifact_bytes
-from bench.reference_models import resolve_reference
-from bench.runner import Prediction, predict, sample_queries
-from runtimes.eval_data import Query, read_queries
-from runtimes.errors import InputError
-from runtimes.loading import detect_backend, load, resolve_model
+from uner.bench.machine import artifact_bytes
+from uner.bench.reference_models import resolve_reference
+from uner.bench.runner import Prediction, predict, sample_queries
+from uner.eval_data import Query, read_queries
+from uner.errors import InputError, UnerError
+from uner.loading import detect_backend, load, resolve_model
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,11 @@ def load_datasets(paths: list[Path], limit: int | None, seed: int = 0) -> dict[s
 
 def _build(spec: VariantSpec, threads: int | None, max_new_tokens: int):
     if spec.kind == "hf-naive":
-        from bench.baselines import NaiveTransformers
+        from uner.bench.baselines import NaiveTransformers
 
         return NaiveTransformers(spec.path, threads, max_new_tokens)
     if spec.kind == "llamacpp-naive":
-        from bench.baselines import NaiveLlamaCpp
+        from uner.bench.baselines import NaiveLlamaCpp
 
         return NaiveLlamaCpp(spec.path, threads, max_new_tokens)
     return load(spec.path, max_new_tokens=max_new_tokens, n_threads=threads, **spec.options)
@@ -92,9 +93,19 @@ def _run_variant(spec: VariantSpec, datasets: dict[str, list[Query]], threads: i
 
 
 def run_variant_isolated(spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int) -> VariantRun:
-    """:func:`_run_variant` in a fresh spawned process (own RSS, own load time)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_run_variant, spec, datasets, threads, max_new_tokens).result()
+    """:func:`_run_variant` in a fresh spawned process (own RSS, own load time).
+
+    An error the child raises is raised here as itself (a :class:`UnerError` such as
+    :class:`~uner.errors.BackendUnavailable` stays one ``Error:`` line); a child that dies
+    (killed for memory, a crash in a backend) is a :class:`UnerError` naming the variant."""
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_run_variant, spec, datasets, threads, max_new_tokens).result()
+    except BrokenProcessPool as exc:
+        raise UnerError(
+            f"expected the {spec.name} run to finish, got its process ended abruptly (out of memory, a crash "
+            "in its backend, or an error it could not send back): rerun with a smaller --limit, or that variant alone"
+        ) from exc
 
 
 def plan_variants(

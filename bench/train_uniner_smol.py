@@ -4,7 +4,7 @@ The bench needs a small model that answers in UniNER's format (SmolLM2 itself an
 F1 0), so this recipe lives in bench/. Data: the **train** splits in ../shared/data (CoNLL-2003,
 CrossNER ai/literature/music, MIT movie), one conversation per sentence asking **every** entity
 type of its dataset in shuffled order (types absent from the sentence answered ``[]``: the trial
-LoRA over-answered negative types), loss on the assistant answers only (runtimes.prompt.
+LoRA over-answered negative types), loss on the assistant answers only (uner.prompt.
 encode_conversation). LoRA r=16 on every linear layer, AdamW lr 2e-4, cosine schedule.
 
 Runs within --minutes on this 2-core CPU (or a GPU with --device cuda), checkpoints every
@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from runtimes.eval_data import read_bio  # noqa: E402
-from runtimes.prompt import encode_conversation  # noqa: E402
-from runtimes.tokenizer import FolderTokenizer  # noqa: E402
+from uner.eval_data import read_bio  # noqa: E402
+from uner.prompt import encode_conversation  # noqa: E402
+from uner.tokenizer import FolderTokenizer  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 TRAIN_FILES = {  # dataset -> (file, sentences sampled; None = all)
@@ -182,7 +182,7 @@ def main() -> None:
 
 
 def _embedded_base(out: Path) -> Path:
-    from toolkit.embedded import materialize_smollm2
+    from uner.toolkit.embedded import materialize_smollm2
 
     folder = out.parent / ".smollm2-base"
     return folder if (folder / "config.json").is_file() else materialize_smollm2(folder)

@@ -1,15 +1,15 @@
 """uner-toolkit inference side: run UniNER models through one extraction interface.
 
->>> from runtimes import load
+>>> from uner import load
 >>> with load("out/UniNER-7B-type.Q4_K_M.gguf") as ner:  # doctest: +SKIP
 ...     ner.extract("Barack Obama visited Paris.", ["person", "location"])
 """
 
-from runtimes.base import Extraction, Extractor, GenerativeExtractor
-from runtimes.corpus import extract_corpus
-from runtimes.entity import Entity
-from runtimes.errors import BackendUnavailable, InputError, ModelNotFound, UnerError
-from runtimes.loading import BACKENDS, detect_backend, load
+from uner.base import Extraction, Extractor, GenerativeExtractor
+from uner.corpus import extract_corpus
+from uner.entity import Entity
+from uner.errors import BackendUnavailable, InputError, ModelNotFound, UnerError
+from uner.loading import BACKENDS, detect_backend, load
 
 __version__ = "0.1.0"
 

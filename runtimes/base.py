@@ -1,25 +1,28 @@
 """The one extraction interface, and the query loop every backend shares.
 
 A backend only supplies tokenization and greedy generation; the prompt, the parser and the
-grounding live in :mod:`runtimes.prompt`, :mod:`runtimes.parsing` and :mod:`runtimes.grounding`
+grounding live in :mod:`uner.prompt`, :mod:`uner.parsing` and :mod:`uner.grounding`
 and are applied here, identically for all backends.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from runtimes.constraints import TokenTable, check_constraint, make_picker_factory
-from runtimes.engine import EngineStats, Job, decode_jobs
-from runtimes.entity import Entity
-from runtimes.errors import InputError
-from runtimes.grounding import ground
-from runtimes.parsing import parse_answer
-from runtimes.prompt import encode_prompt
-from runtimes.windows import DEFAULT_WINDOW, merge_entities, shift, split_windows
+from uner.constraints import TokenTable, check_constraint, make_picker_factory
+from uner.engine import EngineStats, Job, decode_jobs
+from uner.entity import Entity
+from uner.checks import MAX_THREADS, check_labels, check_text, check_threads, encode_utf8  # noqa: F401 (re-exported)
+from uner.errors import ExtractorBusy, ExtractorClosed, InputError
+from uner.grounding import ground
+from uner.parsing import parse_answer
+from uner.prompt import encode_prompt
+from uner.windows import DEFAULT_WINDOW, merge_entities, shift, split_windows
 
 DEFAULT_MAX_NEW_TOKENS = 256
 _SLACK = 8  # windows are sized by summing per-sentence token counts, which can be off by a few
@@ -59,22 +62,6 @@ class Extraction:
         return out
 
 
-def check_labels(labels: Iterable[str] | str) -> list[str]:
-    """Labels stripped and de-duplicated in order; an empty list is an input error."""
-    if isinstance(labels, str):
-        labels = [labels]
-    cleaned = list(dict.fromkeys(label.strip() for label in labels if label and label.strip()))
-    if not cleaned:
-        raise InputError("expected at least one entity label, got none")
-    return cleaned
-
-
-def check_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise InputError(f"expected the text as a str, got {type(text).__name__}")
-    return text
-
-
 class _TextResult:
     """A text's extraction as its windows finish (in any order)."""
 
@@ -105,14 +92,48 @@ class _TextResult:
         return self.extraction
 
 
+class _WindowBar:
+    """A progress bar over the windows of long texts, opened once a text needs several."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._bar = None
+        self._pending = 0
+
+    def expect(self, windows: int) -> None:
+        self._pending += windows
+        if self._bar is None and self._enabled and windows > 1:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=self._pending, unit="window", desc="long text", leave=False, dynamic_ncols=True)
+        elif self._bar is not None:
+            self._bar.total = self._bar.n + self._pending
+            self._bar.refresh()
+
+    def done(self) -> None:
+        self._pending -= 1
+        if self._bar is not None:
+            self._bar.update()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 class GenerativeExtractor(ABC):
     """Shared implementation of :class:`Extractor` for UniNER-style generative models.
 
     Subclasses provide ``name``, ``eos_id``, ``bos_id`` (``None`` when the tokenizer adds no
     BOS), ``context_length`` and the four methods below; a backend that can branch sequences
     from a shared prompt prefix also provides ``branch_pool()`` (a
-    :class:`runtimes.engine.BranchPool`), which :meth:`generate_jobs` then uses, and
+    :class:`uner.engine.BranchPool`), which :meth:`generate_jobs` then uses, and
     ``token_bytes``/``vocab_size`` for constrained decoding.
+
+    Threads: one extractor may be called from several threads; its calls take turns (a lock
+    held while a call, or a ``run_many`` iteration, runs), so share one model instead of
+    loading it per thread, or load one per thread for parallel work. A ``run_many`` left
+    unfinished holds the lock until it is closed or collected; calling the extractor again from
+    that thread meanwhile raises :class:`~uner.errors.ExtractorBusy`.
 
     Args:
         max_new_tokens: generation limit per answer.
@@ -122,6 +143,8 @@ class GenerativeExtractor(ABC):
             JSON lists of strings) or ``"grounded"`` (... of strings found in the text).
         window: prompt + answer tokens per window; longer texts are read in overlapping
             windows (default 1024, what UniNER was trained with; capped at the context).
+        progress: show a progress bar (stderr) over the windows of texts long enough to need
+            several, so a long document is not minutes of silence.
     """
 
     name: str
@@ -138,6 +161,7 @@ class GenerativeExtractor(ABC):
         batched: bool = True,
         constrain: str | None = None,
         window: int = DEFAULT_WINDOW,
+        progress: bool = False,
     ) -> None:
         if max_new_tokens < 1:
             raise InputError(f"expected max_new_tokens >= 1, got {max_new_tokens}")
@@ -147,8 +171,40 @@ class GenerativeExtractor(ABC):
         self.batched = batched
         self.constrain = check_constraint(constrain)
         self.window = window
+        self.progress = progress
         self._token_table: TokenTable | None = None
         self.stats = EngineStats()
+        self._lock = threading.Lock()
+        self._holder: int | None = None  # thread id holding the lock
+        self._closed = False
+
+    @property
+    def is_open(self) -> bool:
+        """False once :meth:`close` has run."""
+        return not self._closed
+
+    def _check_open(self) -> None:
+        if not self.is_open:
+            raise ExtractorClosed(f"expected an open {self.name} extractor, got one already closed: load the model again")
+
+    def _acquire(self) -> None:
+        """Take the extractor's turn (blocking for other threads' calls)."""
+        self._check_open()
+        if not self._lock.acquire(blocking=False):
+            if self._holder == threading.get_ident():
+                raise ExtractorBusy(
+                    f"expected the earlier run_many on this {self.name} extractor to be finished or closed before another call, "
+                    "got it still open in this thread"
+                )
+            self._lock.acquire()
+        self._holder = threading.get_ident()
+        if not self.is_open:  # closed while this call waited
+            self._release_turn()
+            self._check_open()
+
+    def _release_turn(self) -> None:
+        self._holder = None
+        self._lock.release()
 
     @abstractmethod
     def encode(self, text: str) -> list[int]:
@@ -178,7 +234,11 @@ class GenerativeExtractor(ABC):
 
     def answer(self, text: str, label: str) -> str:
         """The model's raw answer to "What describes ``label`` in the text?", on its own."""
-        return self.decode(self.generate(self.prompt_ids(text, label))).strip()
+        self._acquire()
+        try:
+            return self.decode(self.generate(self.prompt_ids(check_text(text), label))).strip()
+        finally:
+            self._release_turn()
 
     def token_bytes(self, token: int) -> bytes:
         """The bytes ``token`` adds to generated text (constrained decoding needs it)."""
@@ -243,27 +303,41 @@ class GenerativeExtractor(ABC):
         texts_state: dict[int, _TextResult] = {}
         owners: dict[int, tuple[int, int, int, str]] = {}  # job -> (text, window, offset, piece)
 
+        bar = _WindowBar(self.progress)
+
         def jobs() -> Iterator[Job]:
             job_index = 0
             for text_index, text in enumerate(texts):
                 windows = self.windows(check_text(text), labels)
+                bar.expect(len(windows))
                 texts_state[text_index] = _TextResult(Extraction(text=text), len(windows), labels)
                 for window_index, (offset, piece) in enumerate(windows):
                     owners[job_index] = (text_index, window_index, offset, piece)
                     job_index += 1
                     yield Job([self.prompt_ids(piece, label) for label in labels], piece)
 
-        emitted = 0
-        for job_index, outputs in self.generate_jobs(jobs()):
-            text_index, window_index, offset, piece = owners.pop(job_index)
-            texts_state[text_index].add(window_index, offset, piece, [self.decode(ids).strip() for ids in outputs])
-            while emitted in texts_state and texts_state[emitted].complete:
-                yield texts_state.pop(emitted).finish()
-                emitted += 1
+        self._acquire()
+        generated = self.generate_jobs(jobs())
+        try:
+            emitted = 0
+            for job_index, outputs in generated:
+                text_index, window_index, offset, piece = owners.pop(job_index)
+                texts_state[text_index].add(window_index, offset, piece, [self.decode(ids).strip() for ids in outputs])
+                bar.done()
+                while emitted in texts_state and texts_state[emitted].complete:
+                    yield texts_state.pop(emitted).finish()
+                    emitted += 1
+        finally:
+            # an input that failed, or a caller that stopped early: the engine releases every
+            # branch it still holds before the next call may use the backend
+            generated.close()
+            bar.close()
+            self._release_turn()
 
     def run(self, text: str, labels: Sequence[str]) -> Extraction:
         """Entities, raw answers and ungrounded answers for one text of any length."""
-        return next(self.run_many([check_text(text)], labels))
+        with contextlib.closing(self.run_many([check_text(text)], labels)) as results:
+            return next(results)
 
     def extract(self, text: str, labels: Sequence[str]) -> list[Entity]:
         """Entities of ``labels`` in ``text``, sorted by offset.
@@ -278,7 +352,19 @@ class GenerativeExtractor(ABC):
         return [extraction.entities for extraction in self.run_many(texts, labels)]
 
     def close(self) -> None:
-        self._release()
+        """Free the model; any later call raises :class:`~uner.errors.ExtractorClosed`.
+
+        Waits for a call running in another thread; a ``run_many`` left open in this thread
+        fails on its next step instead of reading freed memory."""
+        if self._closed:
+            return
+        if self._holder == threading.get_ident():
+            self._closed = True
+            self._release()
+            return
+        with self._lock:
+            self._closed = True
+            self._release()
 
     def __enter__(self) -> GenerativeExtractor:
         return self

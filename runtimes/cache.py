@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from runtimes.manifest import Mismatch, check_file
+from uner.manifest import Mismatch, check_file
 
 _STAMPS = "verified.json"
 
@@ -32,7 +32,7 @@ class CheckedFiles:
         self._changed = False
 
     def check(self, path: Path, expected: dict, name: str | None = None) -> Mismatch | None:
-        """Like :func:`runtimes.manifest.check_file`, without hashing a file stamped unchanged."""
+        """Like :func:`uner.manifest.check_file`, without hashing a file stamped unchanged."""
         real = os.path.realpath(path)
         try:
             stat = os.stat(real)

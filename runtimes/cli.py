@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from runtimes._cli_utils import (
+from uner._cli_utils import (
     BackendChoice,
     BackendOpt,
     ModelOpt,
@@ -18,16 +19,17 @@ from runtimes._cli_utils import (
     ProviderOpt,
     QuietOpt,
     ThreadsOpt,
+    add_plugin_commands,
     run_app,
     setup_logging,
     typer_factory,
 )
-from runtimes.base import DEFAULT_MAX_NEW_TOKENS, Extraction
-from runtimes.errors import InputError
-from runtimes.corpus import extract_corpus
-from runtimes.inputs import iter_documents, read_labels_file, read_texts, split_labels
-from runtimes.windows import DEFAULT_WINDOW
-from runtimes.loading import load
+from uner.base import DEFAULT_MAX_NEW_TOKENS, Extraction, GenerativeExtractor
+from uner.errors import InputError
+from uner.corpus import check_resume, extract_corpus
+from uner.inputs import iter_documents, read_labels_file, read_texts, split_labels
+from uner.windows import DEFAULT_WINDOW
+from uner.loading import load
 
 EXTRACT_EXAMPLES = """
 Examples:
@@ -70,7 +72,7 @@ def extract(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write JSON lines (id, entities) here, with a progress bar; rerunning skips ids already written.", show_default=False),
+        typer.Option("--output", "-o", help="Write JSON lines (id, entities) here, with a progress bar; rerunning skips ids already written (same labels and model only).", show_default=False),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
     raw: Annotated[bool, typer.Option("--raw", help="Also show the model's unparsed answer per label (and, with --json, answers not found in the text).")] = False,
@@ -93,15 +95,13 @@ def extract(
     if provider is not ProviderChoice.auto:
         options["provider"] = provider.value
     if output is not None:
-        total = sum(1 for _ in iter_documents(input))  # validates the whole file before loading the model
-        with load(model, backend=backend.value, **options) as ner:
-            done = extract_corpus(ner, iter_documents(input), label_list, output, include_raw=raw, total=total, progress=not quiet)
-        logging.getLogger(__name__).info("wrote %d documents to %s (%d already there)", done.written, output, done.skipped)
+        _corpus(model, input, output, label_list, backend, options, raw, quiet)
         return
     texts = list(text or []) + (read_texts(input) if input is not None else [])
     if not texts:
         raise InputError("expected a text (--text) or an input file (--input), got neither")
     with load(model, backend=backend.value, **options) as ner:
+        _check_window(ner, label_list)
         for extraction in ner.run_many(texts, label_list):
             if as_json:
                 typer.echo(json.dumps(extraction.to_dict(include_raw=raw), ensure_ascii=False))
@@ -126,7 +126,7 @@ def pull(
 ) -> None:
     """Download one published variant (and the repo's manifest), check its sha256; prints its local path."""
     setup_logging(quiet)
-    from runtimes.hub import parse_variant_ref, pull as pull_variant
+    from uner.hub import parse_variant_ref, pull as pull_variant
 
     if quiet:
         from huggingface_hub.utils import disable_progress_bars
@@ -137,6 +137,58 @@ def pull(
     typer.echo(str(pull_variant(repo_id, variant, revision=revision, force=force)))
 
 
+def _corpus(model: Path, input: Path, output: Path, labels: list[str], backend: BackendChoice, options: dict, raw: bool, quiet: bool) -> None:
+    """``extract --output``: every check that needs no model first, then the corpus run."""
+    if _same_file(input, output):
+        raise InputError(f"expected --output to be another file than --input, got {output} for both: choose a new --output")
+    model_id = _model_id(model)
+    check_resume(output, labels, model_id)
+    # reads the whole file before loading the model: duplicate ids are an error at once, and
+    # so is a file with no readable document at all (not one warning per line, then nothing)
+    total, readable, first_bad = 0, 0, None
+    for document in iter_documents(input):
+        total += 1
+        if document.problem is None:
+            readable += 1
+        elif first_bad is None:
+            first_bad = document
+    if first_bad is not None and not readable:
+        raise InputError(f"expected at least one readable document in {input}, got none of {total}; "
+                         f"{first_bad.describe()}: {first_bad.problem}")
+    with load(model, backend=backend.value, **options) as ner:
+        _check_window(ner, labels)
+        done = extract_corpus(ner, iter_documents(input), labels, output, model=model_id,
+                              include_raw=raw, total=total, progress=not quiet)
+    log = logging.getLogger(__name__)
+    summary = f"wrote {done.written} documents to {output} ({done.skipped} already there)"
+    if done.rejected:  # a warning, so --quiet shows it too
+        log.warning("%s; skipped %d unreadable documents (see the warnings above)", summary, done.rejected)
+    else:
+        log.info("%s", summary)
+
+
+def _same_file(input: Path, output: Path) -> bool:
+    """Whether ``output`` names ``input`` (any spelling: ``./a``, ``a``, a symlink, a hard link)."""
+    if output.resolve() == input.resolve():
+        return True
+    try:
+        return os.path.samefile(input, output)
+    except OSError:  # either does not exist (yet): not the same file
+        return False
+
+
+def _model_id(model: Path) -> str:
+    """How the corpus sidecar names the model: a local path absolute, with symlinks resolved
+    (so ``./m.gguf`` and ``m.gguf`` are one model); anything else (``org/name:variant``) as given."""
+    return str(model.resolve()) if model.exists() else str(model)
+
+
+def _check_window(ner: GenerativeExtractor, labels: list[str]) -> None:
+    """Whether ``--window`` leaves room for text beside the prompt and the answer: checked
+    once, before any text is read, rather than on the first text (or never, on a resume)."""
+    ner.windows("", labels)  # raises InputError when no text can ever fit
+
+
 def _labels(labels: str, labels_file: Path | None) -> list[str]:
     if labels_file is not None:
         from_file = read_labels_file(labels_file)
@@ -144,22 +196,9 @@ def _labels(labels: str, labels_file: Path | None) -> list[str]:
     return split_labels(labels)
 
 
-def _add_plugin_commands() -> None:
-    """Commands other installed packages contribute (``uner.commands`` entry points), such as
-    ``uner bench`` from the bench package; runtimes itself imports none of them."""
-    from importlib.metadata import entry_points
-
-    for entry in entry_points(group="uner.commands"):
-        try:
-            command = entry.load()
-        except ImportError as exc:  # a plugin whose dependencies are not installed
-            logging.getLogger(__name__).debug("skipping uner %s: %s", entry.name, exc)
-            continue
-        app.command(entry.name, epilog=getattr(command, "epilog", None))(command)
-
-
 def main(argv: list[str] | None = None) -> None:
-    _add_plugin_commands()
+    """Entry point of ``uner``; ``uner bench`` comes from the bench through an entry point."""
+    add_plugin_commands(app, "uner.commands")
     run_app(app, argv)
 
 

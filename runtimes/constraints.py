@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtimes.engine import Greedy, Job
-from runtimes.errors import InputError
+from uner.engine import Greedy, Job
+from uner.errors import InputError
 
 CONSTRAINTS = ("json", "grounded")
 _WHITESPACE = frozenset(b" \t\n\r")
@@ -141,7 +141,7 @@ def _best_first(logits: np.ndarray):
 
 
 def make_picker_factory(kind: str | None, table_of: Callable[[], TokenTable], eos_id: int) -> Callable[[Job, int], object]:
-    """A picker per branch for :func:`runtimes.engine.decode_jobs`: greedy, or held to the
+    """A picker per branch for :func:`uner.engine.decode_jobs`: greedy, or held to the
     format (and, when grounded, to the branch's own text)."""
     if kind is None:
         return lambda job, slot: Greedy()

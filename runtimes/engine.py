@@ -51,6 +51,9 @@ class BranchPool(Protocol):
     def drop(self, branch: Hashable) -> None:
         """Forget a finished branch."""
 
+    def reset(self) -> None:
+        """Forget every branch, whatever state a failed or abandoned run left the pool in."""
+
 
 @dataclass
 class Job:
@@ -136,43 +139,51 @@ def decode_jobs(
         else:
             branch.next_token = token
 
-    while True:
-        # admit new branches while the pool has room
+    completed = False
+    try:
         while True:
-            if waiting is None:
-                item = next(incoming, None)
-                if item is None:
+            # admit new branches while the pool has room
+            while True:
+                if waiting is None:
+                    item = next(incoming, None)
+                    if item is None:
+                        break
+                    jobs_by_index[item[0]] = item[1]
+                    outputs[item[0]] = [None] * len(item[1].prompts)
+                    waiting = _Admission(*item)
+                rest = waiting.rest
+                count = min(len(rest), pool.room(len(waiting.prefix), [len(s) for s in rest], max_new_tokens))
+                if count == 0 and not running:
+                    count = 1  # an empty pool must take at least one branch, or nothing moves
+                if count == 0:
                     break
-                jobs_by_index[item[0]] = item[1]
-                outputs[item[0]] = [None] * len(item[1].prompts)
-                waiting = _Admission(*item)
-            rest = waiting.rest
-            count = min(len(rest), pool.room(len(waiting.prefix), [len(s) for s in rest], max_new_tokens))
-            if count == 0 and not running:
-                count = 1  # an empty pool must take at least one branch, or nothing moves
-            if count == 0:
-                break
+                started = time.perf_counter()
+                handles, logits = pool.add(waiting.prefix, rest[:count])
+                stats.prefill_seconds += time.perf_counter() - started
+                job = jobs_by_index[waiting.index]
+                for offset, (handle, row) in enumerate(zip(handles, logits)):
+                    branch = _Branch(waiting.index, waiting.admitted + offset, make_picker(job, waiting.admitted + offset))
+                    running[handle] = branch
+                    yield from settle(handle, branch, branch.picker.pick(row))
+                waiting.admitted += count
+                if not waiting.rest:
+                    waiting = None
+            if not running:
+                if waiting is None:
+                    completed = True
+                    return
+                continue
+            handles = list(running)
             started = time.perf_counter()
-            handles, logits = pool.add(waiting.prefix, rest[:count])
-            stats.prefill_seconds += time.perf_counter() - started
-            job = jobs_by_index[waiting.index]
-            for offset, (handle, row) in enumerate(zip(handles, logits)):
-                branch = _Branch(waiting.index, waiting.admitted + offset, make_picker(job, waiting.admitted + offset))
-                running[handle] = branch
+            logits = pool.step(handles, [running[h].next_token for h in handles])
+            stats.step_seconds += time.perf_counter() - started
+            stats.steps += 1
+            stats.tokens_per_step.append(len(handles))
+            for handle, row in zip(handles, logits):
+                branch = running[handle]
                 yield from settle(handle, branch, branch.picker.pick(row))
-            waiting.admitted += count
-            if not waiting.rest:
-                waiting = None
-        if not running:
-            if waiting is None:
-                return
-            continue
-        handles = list(running)
-        started = time.perf_counter()
-        logits = pool.step(handles, [running[h].next_token for h in handles])
-        stats.step_seconds += time.perf_counter() - started
-        stats.steps += 1
-        stats.tokens_per_step.append(len(handles))
-        for handle, row in zip(handles, logits):
-            branch = running[handle]
-            yield from settle(handle, branch, branch.picker.pick(row))
+    finally:
+        if not completed:
+            # an input failed mid-batch or the caller stopped early: the backend must not
+            # keep these branches (llama.cpp's sequences, stale torch/ORT rows) for the next run
+            pool.reset()

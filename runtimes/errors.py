@@ -20,14 +20,28 @@ class ModelNotFound(UnerError):
 
 
 class BackendUnavailable(UnerError):
-    """A backend's optional dependency is not installed; the message gives the pip line."""
+    """A backend's optional dependency is not installed (or too old); the message gives the pip line."""
 
-    def __init__(self, backend: str, package: str, extra: str) -> None:
-        super().__init__(
-            f"the {backend} backend needs the '{package}' package: "
-            f'pip install "uner-toolkit[{extra}]"'
-        )
-        self.backend = backend
+    def __init__(self, backend: str, package: str, extra: str, reason: str | None = None) -> None:
+        if reason is None:
+            message = f"the {backend} backend needs the '{package}' package: pip install \"uner-toolkit[{extra}]\""
+        else:
+            message = f"the {backend} backend cannot run on this install: {reason}; pip install --upgrade \"uner-toolkit[{extra}]\""
+        super().__init__(message)
+        self.backend, self.package, self.extra, self.reason = backend, package, extra, reason
+
+    def __reduce__(self):
+        # pickled by its own arguments: the bench reports it from a child process, and the
+        # default (the message as the only argument) cannot rebuild it
+        return type(self), (self.backend, self.package, self.extra, self.reason)
+
+
+class ExtractorClosed(UnerError):
+    """An extractor was used after ``close()`` (or after its ``with`` block)."""
+
+
+class ExtractorBusy(UnerError):
+    """An extractor was called again from the thread whose earlier ``run_many`` is still open."""
 
 
 class ProviderUnavailable(UnerError):

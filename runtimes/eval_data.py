@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtimes.errors import InputError
+from uner.errors import InputError
 
 #: dataset tag -> natural-language type, as in UniNER's eval files; None = not asked (misc).
 LABEL_NAMES: dict[str, str | None] = {
@@ -58,16 +58,22 @@ def read_uniner_json(path: Path) -> list[Query]:
     """Queries of an official UniNER eval file (``{"id", "conversations"}`` records)."""
     try:
         records = json.loads(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(records, list):
+            raise ValueError(f"a JSON {type(records).__name__}, not a list of records")
         queries = []
         for record in records:
             turns = [turn["value"] for turn in record["conversations"]]
+            if not all(isinstance(turn, str) for turn in turns[:4]):
+                raise ValueError(f"record {record.get('id')} has a turn that is not a string")
             question = _QUESTION.match(turns[2])
             if not turns[0].startswith("Text: ") or question is None:
                 raise ValueError(f"record {record.get('id')} is not a UniNER query")
             queries.append(Query(str(record["id"]), turns[0][len("Text: "):], question.group(1), turns[3]))
-        return queries
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise InputError(f"expected a UniNER eval JSON file, got {path}: {exc}") from exc
+    if not queries:
+        raise InputError(f"expected at least one query in the UniNER eval file {path}, got an empty list")
+    return queries
 
 
 def _token_and_tag(fields: list[str]) -> tuple[str, str]:
@@ -125,6 +131,9 @@ def read_bio(path: Path) -> tuple[list[Passage], list[str]]:
 def bio_queries(path: Path) -> list[Query]:
     """Every sentence x every entity type of a BIO file, with gold answers."""
     passages, types = read_bio(path)
+    if not passages or not types:
+        found = "no sentences" if not passages else "sentences but no tagged entity type"
+        raise InputError(f"expected a CoNLL/BIO file with tagged entities, got {path} holding {found}")
     stem = Path(path).stem
     return [
         Query(f"{stem}_{i}_{label}", passage.text, label, json.dumps(passage.mentions.get(label, [])))

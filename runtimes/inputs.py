@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from runtimes.errors import InputError
+from uner.base import check_text, encode_utf8
+from uner.errors import InputError
 
 
 def _read_utf8(path: Path) -> str:
@@ -28,8 +30,15 @@ def _read_utf8(path: Path) -> str:
 def read_texts(path: Path) -> list[str]:
     """Texts of an input file: JSON lines with a ``text`` field (``.jsonl``), else one per line."""
     content = _read_utf8(path)
-    lines = [(number, line) for number, line in enumerate(content.splitlines(), start=1) if line.strip()]
-    return [_document(line, number, path)[1] for number, line in lines]
+    texts = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        document = _document(line, number, path, with_id=False)  # ids are not used here
+        if document.problem is not None:
+            raise InputError(f"{document.problem} (line {number} of {path})")
+        texts.append(document.text)
+    return texts
 
 
 def split_labels(spec: str | None) -> list[str]:
@@ -49,9 +58,58 @@ def read_labels_file(path: Path) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
-def iter_documents(path: Path) -> Iterator[tuple[str, str]]:
-    """``(id, text)`` of each document, streamed: JSON lines with ``text`` (and ``id``, else
-    the line number) for ``.jsonl``, else one text per line with its line number as id."""
+@dataclass(frozen=True)
+class Document:
+    """One line of a corpus file: its ``id`` and ``text``, or why it cannot be read.
+
+    ``problem`` is None for a readable document; otherwise ``text`` (and ``id``, when it is the
+    part that is wrong) is None and ``problem`` says what was expected ("expected ..., got ...").
+    """
+
+    line: int
+    id: str | None
+    text: str | None
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """``line 3 (id 'a')``: where the document is, for warnings."""
+        return f"line {self.line}" + (f" (id {self.id!r})" if self.id is not None else "")
+
+
+def make_document(line: int, doc_id: object, text: object) -> Document:
+    """A :class:`Document` from an id and a text as read: ids are strings (integers become
+    their decimal string), texts are strings every backend can encode (no lone surrogates,
+    which JSON's ``"\\ud800"`` escapes produce). A problem is recorded, not raised, so one bad
+    document does not stop a corpus."""
+    if isinstance(doc_id, int) and not isinstance(doc_id, bool):
+        doc_id = str(doc_id)
+    if not isinstance(doc_id, str):
+        return Document(line, None, None, f"expected the 'id' as a string or an integer, got {_json_type(doc_id)}")
+    try:
+        encode_utf8(doc_id)
+    except InputError as exc:
+        return Document(line, None, None, f"{exc} in its 'id'")
+    if text is None or not isinstance(text, str):
+        return Document(line, doc_id, None, f"expected a 'text' string, got {_json_type(text)}")
+    try:
+        check_text(text)
+    except InputError as exc:
+        return Document(line, doc_id, None, str(exc))
+    return Document(line, doc_id, text)
+
+
+def _json_type(value: object) -> str:
+    """How a JSON reader would name ``value``'s type (``null``, not ``NoneType``)."""
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
+             str: "a string", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def iter_documents(path: Path) -> Iterator[Document]:
+    """Every non-blank line of a corpus file as a :class:`Document`, streamed: JSON lines with
+    ``text`` (and ``id``, else the line number) for ``.jsonl``, else one text per line with its
+    line number as id. A line that cannot be read is yielded with its ``problem`` (the caller
+    skips and reports it); ids used twice are an error, as results could not be told apart."""
     if not path.is_file():
         raise InputError(f"expected an input file, got {path}, which does not exist")
     seen: set[str] = set()
@@ -60,23 +118,25 @@ def iter_documents(path: Path) -> Iterator[tuple[str, str]]:
             try:
                 line = data.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
-                raise InputError(f"expected UTF-8 text on line {number} of {path}: re-encode it as UTF-8") from exc
+                yield Document(number, None, None, f"expected UTF-8 text, got an invalid byte at offset {exc.start} of the line")
+                continue
             if not line:
                 continue
-            doc_id, text = _document(line, number, path)
-            if doc_id in seen:
-                raise InputError(f"expected unique ids in {path}, got {doc_id!r} again on line {number}")
-            seen.add(doc_id)
-            yield doc_id, text
+            document = _document(line, number, path)
+            if document.id is not None:
+                if document.id in seen:
+                    raise InputError(f"expected unique ids in {path}, got {document.id!r} again on line {number}")
+                seen.add(document.id)
+            yield document
 
 
-def _document(line: str, number: int, path: Path) -> tuple[str, str]:
+def _document(line: str, number: int, path: Path, with_id: bool = True) -> Document:
     if path.suffix != ".jsonl":
-        return str(number), line
+        return make_document(number, str(number), line)
     try:
         record = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise InputError(f"expected JSON on line {number} of {path}, got: {exc.msg}") from exc
-    if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-        raise InputError(f"expected an object with a 'text' string on line {number} of {path}")
-    return str(record.get("id", number)), record["text"]
+        return Document(number, None, None, f"expected JSON, got: {exc.msg}")
+    if not isinstance(record, dict):
+        return Document(number, None, None, f"expected a JSON object with a 'text' string, got {_json_type(record)}")
+    return make_document(number, record.get("id", number) if with_id else number, record.get("text"))

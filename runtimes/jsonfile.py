@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtimes.errors import ModelNotFound
+from uner.errors import ModelNotFound
 
 
 def read_json(path: Path) -> dict:

@@ -11,13 +11,16 @@ import ctypes
 import logging
 import os
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from runtimes.base import GenerativeExtractor
-from runtimes.errors import BackendUnavailable, InputError, ModelNotFound
+from uner.base import GenerativeExtractor
+from uner.checks import check_threads, encode_utf8
+from uner.errors import BackendUnavailable, InputError, ModelNotFound, UnerError
+from uner.llamacpp_branches import LlamaCppBranches
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_CONTEXT = 4096
@@ -60,8 +63,63 @@ class _Batch:
             self.raw = None
 
 
+class _Handles:
+    """The C objects of one extractor, freed once: by ``close()``, or when it is collected."""
+
+    def __init__(self, llama_cpp) -> None:
+        self.llama_cpp = llama_cpp
+        self.model = self.ctx = None
+        self.batch: _Batch | None = None
+
+    def free(self) -> None:
+        if self.batch is not None:
+            self.batch.free()
+            self.batch = None
+        if self.ctx:
+            self.llama_cpp.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            self.llama_cpp.llama_model_free(self.model)
+            self.model = None
+
+
+def set_fields(params, **values) -> None:
+    """Set fields of a ctypes struct, refusing names the binding lacks: ctypes accepts any
+    attribute silently, so a misspelled or renamed field would otherwise be ignored."""
+    known = {name for name, *_ in type(params)._fields_}
+    if missing := sorted(set(values) - known):
+        fields = ", ".join(f"{type(params).__name__}.{name}" for name in missing)
+        raise BackendUnavailable("llamacpp", "llama-cpp-python", "llamacpp", reason=f"its llama-cpp-python binding has no {fields}")
+    for name, value in values.items():
+        setattr(params, name, value)
+
+
+def amx_in_use(llama_cpp) -> bool:
+    """True when this llama.cpp build repacks weights for Intel AMX. Its AMX matmul segfaults
+    on the first decode of a Q4_K_M file on Sapphire-Rapids-class CPUs (llama.cpp#20824; seen
+    here: every quantized uniner-smol file crashed), so such builds load weights without the
+    extra (repacked) buffer types, which costs a little speed and nothing else."""
+    return "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode("utf-8", errors="replace")
+
+
+def gguf_file_type(llama_cpp, model) -> int | None:
+    """``general.file_type`` of a loaded model (0 = all F32), or ``None`` when absent."""
+    buffer = ctypes.create_string_buffer(32)
+    if llama_cpp.llama_model_meta_val_str(model, b"general.file_type", buffer, 32) < 0:
+        return None
+    try:
+        return int(buffer.value)
+    except ValueError:
+        return None
+
+
 class LlamaCppExtractor(GenerativeExtractor):
     """UniNER on llama.cpp, greedy decoding over the raw logits.
+
+    One extractor may be shared by threads: its calls take turns (see
+    :class:`~uner.base.GenerativeExtractor`). After :meth:`close` every call raises
+    :class:`~uner.errors.ExtractorClosed`; one dropped without ``close`` frees its model when
+    it is collected.
 
     Args:
         path: a ``.gguf`` file.
@@ -70,8 +128,9 @@ class LlamaCppExtractor(GenerativeExtractor):
             types whose answers might not all fit at once run in several batches.
         n_threads: CPU threads; defaults to the number of cores.
         n_gpu_layers: layers to offload when llama.cpp was built with a GPU backend.
-        kv_cache_type: ``"f16"`` (llama.cpp's default) or ``"f32"``; parity checks of F32
-            files use f32 so that only the converter is under test.
+        kv_cache_type: ``"f16"`` (llama.cpp's default), ``"f32"``, or ``"auto"`` (default):
+            f32 for an F32 file, whose user asked for exactness (llama.cpp's F16 cache rounds
+            keys and values, which flips near-ties after a dozen tokens), else f16.
         parallel_texts: texts whose branches may decode at once. 1 on CPU by default: llama.cpp
             attends over every cell in use, so other texts' cells slow each token down more than
             sharing steps saves (uniner-smol Q4_K_M, 2 cores: 11.0 queries/s with 1, 9.0 with
@@ -88,7 +147,7 @@ class LlamaCppExtractor(GenerativeExtractor):
         n_ctx: int | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int = 0,
-        kv_cache_type: str = "f16",
+        kv_cache_type: str = "auto",
         parallel_texts: int = 1,
         **options,
     ) -> None:
@@ -98,85 +157,103 @@ class LlamaCppExtractor(GenerativeExtractor):
         except ImportError as exc:
             raise BackendUnavailable("llamacpp", "llama-cpp-python", "llamacpp") from exc
         if not is_gguf(path):
-            raise ModelNotFound(f"expected a GGUF file, got {path}")
-        if kv_cache_type not in _KV_TYPES:
-            raise InputError(f"expected kv_cache_type among {', '.join(_KV_TYPES)}, got {kv_cache_type!r}")
+            raise ModelNotFound(f"expected a GGUF file (starting with the GGUF magic), got {path}")
+        if kv_cache_type not in (*_KV_TYPES, "auto"):
+            raise InputError(f"expected kv_cache_type among auto, {', '.join(_KV_TYPES)}, got {kv_cache_type!r}")
+        if parallel_texts < 1:
+            raise InputError(f"expected parallel_texts >= 1, got {parallel_texts}")
+        n_threads = check_threads(n_threads)
         self._llama_cpp = llama_cpp
-        self._model = self._ctx = self._batch = None
+        self._handles = handles = _Handles(llama_cpp)
+        self._finalizer = weakref.finalize(self, handles.free)
         llama_cpp.llama_backend_init()
         route_llama_logs(llama_cpp)
         model_params = llama_cpp.llama_model_default_params()
-        model_params.n_gpu_layers = n_gpu_layers
+        set_fields(model_params, n_gpu_layers=n_gpu_layers, use_extra_bufts=not amx_in_use(llama_cpp))
         self._offloaded = n_gpu_layers != 0
-        if parallel_texts < 1:
-            raise InputError(f"expected parallel_texts >= 1, got {parallel_texts}")
-        self._parallel_texts = parallel_texts
-        self._model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
-        if not self._model:
-            raise ModelNotFound(f"expected a GGUF file llama.cpp can load, got {path}")
-        self._vocab = llama_cpp.llama_model_get_vocab(self._model)
-        trained = llama_cpp.llama_model_n_ctx_train(self._model)
+        self.parallel_texts = parallel_texts
+        handles.model = llama_cpp.llama_model_load_from_file(str(path).encode(), model_params)
+        if not handles.model:
+            self.close()
+            raise ModelNotFound(f"expected a GGUF file llama.cpp can load, got {path} (see UNER_DEBUG=1 for its log)")
+        if kv_cache_type == "auto":
+            kv_cache_type = "f32" if gguf_file_type(llama_cpp, handles.model) == 0 else "f16"
+        self.kv_cache_type = kv_cache_type
+        self._vocab = llama_cpp.llama_model_get_vocab(handles.model)
+        trained = llama_cpp.llama_model_n_ctx_train(handles.model)
         # 4096 cells by default: SmolLM2's 8192-token training context would cost memory for
         # nothing, while a 2048-context 7B gets room to decode a text's types side by side.
-        self._cells = n_ctx or DEFAULT_CONTEXT
-        self.context_length = min(trained, self._cells)
+        self.cells = n_ctx or DEFAULT_CONTEXT
+        self.context_length = min(trained, self.cells)
         try:
-            self._ctx = self._new_context(n_threads or os.cpu_count() or 1, getattr(llama_cpp, _KV_TYPES[kv_cache_type]))
-        except ModelNotFound:
-            self._release()
+            handles.ctx = self._new_context(n_threads, getattr(llama_cpp, _KV_TYPES[kv_cache_type]))
+        except UnerError:
+            self.close()
             raise
-        self._n_batch = llama_cpp.llama_n_batch(self._ctx)
-        self._batch = _Batch(llama_cpp, self._n_batch)
-        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self._n_batch = llama_cpp.llama_n_batch(handles.ctx)
+        handles.batch = _Batch(llama_cpp, self._n_batch)
+        self._memory = llama_cpp.llama_get_memory(handles.ctx)
         self.eos_id = llama_cpp.llama_vocab_eos(self._vocab)
         self.bos_id = llama_cpp.llama_vocab_bos(self._vocab) if llama_cpp.llama_vocab_get_add_bos(self._vocab) else None
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
-        # branch pool state: free sequence ids (0 is the per-query path's), next position and
-        # reserved cells of each running branch, prefix cells of each group of branches
-        self._free_seqs = list(range(self._n_seq_max - 1, 0, -1))
-        self._position: dict[int, int] = {}
-        self._reserved: dict[int, int] = {}
-        self._group_of: dict[int, int] = {}
-        self._group_cells: dict[int, int] = {}
-        self._next_group = 0
 
     def _new_context(self, n_threads: int, kv_type: int):
         llama_cpp = self._llama_cpp
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self._cells
-        params.n_batch = params.n_ubatch = min(512, self._cells)
-        params.n_seq_max = self._n_seq_max = min(MAX_SEQUENCES + 2, llama_cpp.llama_max_parallel_sequences())
-        params.kv_unified = True  # every sequence may use any cell: the prefix is stored once
-        params.n_threads = params.n_threads_batch = n_threads
-        params.type_k = params.type_v = kv_type
-        params.no_perf = True
+        self.n_seq_max = min(MAX_SEQUENCES + 2, llama_cpp.llama_max_parallel_sequences())
         # flash attention is llama.cpp's choice on GPUs; on CPU it was slower for our batches
         # (11.8 vs 10.2 queries/s, uniner-smol Q4_K_M, 2 cores)
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if self._offloaded else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
-        ctx = llama_cpp.llama_init_from_model(self._model, params)
+        flash = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if self._offloaded else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        set_fields(
+            params,
+            n_ctx=self.cells,
+            n_batch=min(512, self.cells),
+            n_ubatch=min(512, self.cells),
+            n_seq_max=self.n_seq_max,
+            kv_unified=True,  # every sequence may use any cell: the prefix is stored once
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            type_k=kv_type,
+            type_v=kv_type,
+            no_perf=True,
+            flash_attn_type=flash,
+        )
+        ctx = llama_cpp.llama_init_from_model(self._handles.model, params)
         if not ctx:
-            raise ModelNotFound(f"expected llama.cpp to create a context of {self._cells} tokens, it could not (out of memory?)")
+            raise ModelNotFound(f"expected llama.cpp to create a context of {self.cells} tokens, it could not (out of memory?)")
         return ctx
+
+    @property
+    def is_open(self) -> bool:
+        return self._handles.model is not None
+
+    def _vocab_handle(self):
+        """The vocabulary, checked first: after close() its memory is freed."""
+        self._check_open()
+        return self._vocab
 
     # -- tokens ---------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
-        data = text.encode("utf-8")
+        # parse_special=False: "</s>" or "<|im_end|>" in user text stays text, never a control id
+        vocab = self._vocab_handle()
+        data = encode_utf8(text)
         size = len(data) + 8
         buffer = (self._llama_cpp.llama_token * size)()
-        count = self._llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, size, False, False)
+        count = self._llama_cpp.llama_tokenize(vocab, data, len(data), buffer, size, False, False)
         if count < 0:  # never for plain text (a token covers at least one byte); kept for safety
             buffer = (self._llama_cpp.llama_token * -count)()
-            count = self._llama_cpp.llama_tokenize(self._vocab, data, len(data), buffer, -count, False, False)
+            count = self._llama_cpp.llama_tokenize(vocab, data, len(data), buffer, -count, False, False)
         return list(buffer[:count])
 
     def token_bytes(self, token: int) -> bytes:
         """The bytes ``token`` adds to the generated text (empty for control tokens)."""
+        vocab = self._vocab_handle()
         buffer = ctypes.create_string_buffer(64)
-        count = self._llama_cpp.llama_token_to_piece(self._vocab, token, buffer, 64, 0, False)
+        count = self._llama_cpp.llama_token_to_piece(vocab, token, buffer, 64, 0, False)
         if count < 0:
             buffer = ctypes.create_string_buffer(-count)
-            count = self._llama_cpp.llama_token_to_piece(self._vocab, token, buffer, -count, 0, False)
+            count = self._llama_cpp.llama_token_to_piece(vocab, token, buffer, -count, 0, False)
         return buffer.raw[:count]
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -186,38 +263,47 @@ class LlamaCppExtractor(GenerativeExtractor):
     def vocab_size(self) -> int:
         return self._n_vocab
 
-    # -- running the context ----------------------------------------------------------------
+    # -- running the context (also the branch pool's surface) ------------------------------
 
-    def _decode(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]) -> np.ndarray:
+    def decode_tokens(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]) -> np.ndarray:
         """Run tokens through the model in chunks of the batch size; logits ``[wanted, vocab]``
         of the tokens that asked for them, in order (copied: the next decode overwrites them)."""
+        self._check_open()
+        ctx, batch = self._handles.ctx, self._handles.batch
         rows = np.empty((sum(map(bool, wants_logits)), self._n_vocab), dtype=np.float32)
         filled = 0
         for start in range(0, len(tokens), self._n_batch):
             chunk = slice(start, start + self._n_batch)
-            self._batch.fill(tokens[chunk], positions[chunk], seqs[chunk], wants_logits[chunk])
-            status = self._llama_cpp.llama_decode(self._ctx, self._batch.raw)
+            batch.fill(tokens[chunk], positions[chunk], seqs[chunk], wants_logits[chunk])
+            status = self._llama_cpp.llama_decode(ctx, batch.raw)
             if status != 0:
-                reason = f"its KV cache of {self._cells} cells is full; pass a larger n_ctx" if status == 1 else f"status {status}"
+                reason = f"its KV cache of {self.cells} cells is full; pass a larger n_ctx" if status == 1 else f"status {status}"
                 raise InputError(f"expected llama.cpp to decode a batch of {len(tokens)} tokens, it could not: {reason}")
             for index, wanted in enumerate(wants_logits[chunk]):
                 if wanted:
-                    pointer = self._llama_cpp.llama_get_logits_ith(self._ctx, index)
+                    pointer = self._llama_cpp.llama_get_logits_ith(ctx, index)
                     rows[filled] = np.ctypeslib.as_array(pointer, shape=(self._n_vocab,))
                     filled += 1
         return rows
 
-    def _forget_prefix_of_generate(self) -> None:
-        self._llama_cpp.llama_memory_seq_rm(self._memory, _GENERATE_SEQ, -1, -1)
+    def copy_sequence(self, source: int, target: int) -> None:
+        """``target`` shares every cell of ``source`` (a branch continuing a prefix)."""
+        self._llama_cpp.llama_memory_seq_cp(self._memory, source, target, -1, -1)
+
+    def remove_sequence(self, seq: int) -> None:
+        self._llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
+
+    def clear_memory(self) -> None:
+        """Empty the KV cache (metadata only: cells are rewritten)."""
+        self._check_open()
+        self._llama_cpp.llama_memory_clear(self._memory, False)
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         """The per-query path: the whole prompt on its own, then one token per step."""
-        if self._position:
-            raise InputError("expected no branches running while generating per query")
-        self._llama_cpp.llama_memory_clear(self._memory, False)  # metadata only: cells are rewritten
+        self.clear_memory()
         started = time.perf_counter()
         count = len(prompt_ids)
-        logits = self._decode(prompt_ids, range(count), [_GENERATE_SEQ] * count, [False] * (count - 1) + [True])[0]
+        logits = self.decode_tokens(prompt_ids, range(count), [_GENERATE_SEQ] * count, [False] * (count - 1) + [True])[0]
         self.last_prefill_seconds = time.perf_counter() - started
         generated: list[int] = []
         for position in range(count, count + self.max_new_tokens):
@@ -225,81 +311,15 @@ class LlamaCppExtractor(GenerativeExtractor):
             if token == self.eos_id:
                 break
             generated.append(token)
-            logits = self._decode([token], [position], [_GENERATE_SEQ], [True])[0]
+            logits = self.decode_tokens([token], [position], [_GENERATE_SEQ], [True])[0]
         return generated
 
-    # -- the branch pool (runtimes.engine.BranchPool) ------------------------------------------
-
-    def branch_pool(self) -> LlamaCppExtractor:
-        return self
-
-    def room(self, prefix_len: int, suffix_lens: Sequence[int], max_new_tokens: int) -> int:
-        """Branches that fit now: each reserves its suffix and ``max_new_tokens`` cells (its
-        worst case, so a running branch can never find the cache full), the prefix once."""
-        if len(self._group_cells) >= self._parallel_texts:
-            return 0
-        free = self._cells - sum(self._group_cells.values()) - sum(self._reserved.values()) - prefix_len
-        seqs = len(self._free_seqs) - 1  # one id holds the prefix while it is copied
-        fits = 0
-        for length in suffix_lens[:max(0, seqs)]:
-            free -= length + max_new_tokens
-            if free < 0:
-                break
-            fits += 1
-        return fits
-
-    def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
-        self._forget_prefix_of_generate()
-        holder = self._free_seqs.pop()
-        count = len(prefix)
-        self._decode(prefix, range(count), [holder] * count, [False] * count)
-        branches = [self._free_seqs.pop() for _ in suffixes]
-        tokens, positions, seqs, wants = [], [], [], []
-        for seq, suffix in zip(branches, suffixes):
-            self._llama_cpp.llama_memory_seq_cp(self._memory, holder, seq, -1, -1)
-            tokens += suffix
-            positions += range(count, count + len(suffix))
-            seqs += [seq] * len(suffix)
-            wants += [False] * (len(suffix) - 1) + [True]
-            self._position[seq] = count + len(suffix)
-            self._reserved[seq] = len(suffix) + self.max_new_tokens
-        self._llama_cpp.llama_memory_seq_rm(self._memory, holder, -1, -1)  # the branches keep the cells
-        self._free_seqs.append(holder)
-        group = self._next_group
-        self._next_group += 1
-        self._group_cells[group] = count
-        self._group_of.update({seq: group for seq in branches})
-        return branches, self._decode(tokens, positions, seqs, wants)
-
-    def step(self, branches: Sequence[int], tokens: Sequence[int]) -> np.ndarray:
-        positions = [self._position[seq] for seq in branches]
-        for seq in branches:
-            self._position[seq] += 1
-        return self._decode(tokens, positions, branches, [True] * len(tokens))
-
-    def drop(self, branch: int) -> None:
-        self._llama_cpp.llama_memory_seq_rm(self._memory, branch, -1, -1)
-        del self._position[branch], self._reserved[branch]
-        group = self._group_of.pop(branch)
-        if group not in self._group_of.values():
-            del self._group_cells[group]  # its last branch is gone: so are the prefix cells
-        self._free_seqs.append(branch)
-        if not self._position:
-            # an empty cache restarts at cell 0: llama.cpp attends over every cell up to the
-            # highest one in use, so letting new sequences drift up the cache costs time
-            self._llama_cpp.llama_memory_clear(self._memory, False)
+    def branch_pool(self) -> LlamaCppBranches:
+        """A pool for one engine run; it owns the KV cache until the run ends."""
+        return LlamaCppBranches(self)
 
     def _release(self) -> None:
-        llama_cpp = self._llama_cpp
-        if self._batch is not None:
-            self._batch.free()
-            self._batch = None
-        if self._ctx:
-            llama_cpp.llama_free(self._ctx)
-            self._ctx = None
-        if self._model:
-            llama_cpp.llama_model_free(self._model)
-            self._model = None
+        self._finalizer()
 
 
 _log_callback = None  # kept referenced: llama.cpp holds a raw pointer to it

@@ -7,15 +7,17 @@ import inspect
 import re
 from pathlib import Path
 
-from runtimes.base import GenerativeExtractor
-from runtimes.errors import InputError, ModelNotFound
-from runtimes.hub import parse_variant_ref, published_variants, pull
+from uner.base import GenerativeExtractor
+from uner.cache import CheckedFiles
+from uner.errors import InputError, IntegrityError, ModelNotFound
+from uner.manifest import MANIFEST, read_manifest
+from uner.hub import parse_variant_ref, published_variants, pull
 
 #: backend name -> "module:Class"; modules import their heavy dependency only when built.
 BACKENDS: dict[str, str] = {
-    "torch": "runtimes.torch_backend:TorchExtractor",
-    "llamacpp": "runtimes.llamacpp_backend:LlamaCppExtractor",
-    "onnx": "runtimes.onnx_backend:OnnxExtractor",
+    "torch": "uner.torch_backend:TorchExtractor",
+    "llamacpp": "uner.llamacpp_backend:LlamaCppExtractor",
+    "onnx": "uner.onnx_backend:OnnxExtractor",
 }
 
 
@@ -30,6 +32,15 @@ def backend_class(name: str) -> type[GenerativeExtractor]:
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+_LOCAL_SUFFIXES = {".gguf", ".onnx", ".safetensors", ".bin", ".json", ".toml", ".jsonl", ".txt"}
+
+
+def _looks_local(path: Path) -> bool:
+    """``out/m.gguf`` is a missing file, not a Hub repo: a model-file suffix, or a first part
+    that is a local folder, says the user meant a path."""
+    return path.suffix.lower() in _LOCAL_SUFFIXES or Path(path.parts[0]).is_dir()
+
+
 def resolve_model(model: str | Path) -> Path:
     """A local path as is; ``org/name:variant`` is one published variant (pulled once, checked
     against the repo's manifest, then served from the Hugging Face cache, offline too); a Hub
@@ -39,7 +50,7 @@ def resolve_model(model: str | Path) -> Path:
         return path
     if ref := parse_variant_ref(str(model)):
         return pull(*ref)
-    if not _REPO_ID.match(str(model)):
+    if not _REPO_ID.match(str(model)) or _looks_local(path):
         return path
     if variants := published_variants(str(model)):  # one small file instead of every variant
         raise ModelNotFound(f"expected one variant of {model}, e.g. {model}:{variants[0]} (published: {', '.join(variants)})")
@@ -53,11 +64,30 @@ def resolve_model(model: str | Path) -> Path:
         raise ModelNotFound(f"expected a local path or a reachable Hub repo, got {model}: {type(exc).__name__}") from exc
 
 
+def check_against_manifest(path: Path) -> None:
+    """An export checked against the ``manifest.json`` beside it (size and sha256 of an ONNX
+    folder's files, or of the GGUF file loaded), hashing each file once: a file unchanged
+    since it matched is remembered by its stamp (:mod:`uner.cache`), as ``uner pull`` does."""
+    folder = path if path.is_dir() else path.parent
+    if not (folder / MANIFEST).is_file():
+        return  # not one of our exports (an onnxruntime-genai folder, a GGUF from elsewhere)
+    files = read_manifest(folder)["files"]
+    names = list(files) if path.is_dir() else [path.name] if path.name in files else []
+    checked = CheckedFiles()
+    for name in names:
+        if mismatch := checked.check(folder / name, files[name], name):
+            raise IntegrityError(
+                f"expected {folder / name} to match {folder / MANIFEST}, got {mismatch.reason}: "
+                "the file is damaged or was changed; export it again (uner-export verify checks a folder)"
+            )
+    checked.save()
+
+
 def detect_backend(path: str | Path) -> str:
     """The backend that runs the artifact at ``path``: GGUF file -> llamacpp, ONNX export
     folder (or .onnx file) -> onnx, HF folder -> torch."""
-    from runtimes.llamacpp_backend import is_gguf
-    from runtimes.onnx_layout import is_onnx_folder
+    from uner.llamacpp_backend import is_gguf
+    from uner.onnx_layout import is_onnx_folder
 
     path = Path(path)
     if not path.exists():
@@ -88,13 +118,15 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
         **options: decoding options (``max_new_tokens``, ``batched``) and the backend's own
             (``n_threads``, ``dtype``, ``provider``...).
 
-    >>> from runtimes import load
+    >>> from uner import load
     >>> ner = load("out/UniNER-7B-type.Q4_K_M.gguf")  # doctest: +SKIP
     >>> ner.extract("Barack Obama visited Paris.", ["person", "location"])  # doctest: +SKIP
     [Entity(label='person', text='Barack Obama', start=0, end=12), Entity(label='location', ...)]
     """
     path = resolve_model(model)
     detected = detect_backend(path)
+    if detected in ("llamacpp", "onnx"):
+        check_against_manifest(path)
     name = detected if backend == "auto" else backend
     cls = backend_class(name)
     if detected != name:

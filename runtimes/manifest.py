@@ -12,9 +12,9 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from runtimes.errors import InputError
+from uner.errors import InputError
 
 MANIFEST = "manifest.json"
 _CHUNK = 8 * 1024 * 1024
@@ -44,7 +44,19 @@ def read_manifest(folder: Path) -> dict:
         raise InputError(f"expected {path} to be JSON, got: {exc}") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise InputError(f"expected a 'files' table in {path}")
+    check_member_names(manifest["files"], path)
     return manifest
+
+
+def check_member_names(names: Iterable[object], where: object) -> None:
+    """Refuse file names that would leave their folder (``../x``, ``/etc/x``, ``C:\\x``): a
+    manifest names files inside its own folder (or Hub repo), and checks, pushes and pulls
+    follow those names."""
+    for name in names:
+        pure = PurePosixPath(name) if isinstance(name, str) else None
+        if (pure is None or not name or pure.is_absolute() or ".." in pure.parts or "\\" in name
+                or PureWindowsPath(name).drive):
+            raise InputError(f"expected file names inside the folder in {where}, got {name!r}")
 
 
 @dataclass(frozen=True)

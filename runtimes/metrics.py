@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from runtimes.parsing import parse_normalized
+from uner.parsing import parse_normalized
 
 
 @dataclass(frozen=True)

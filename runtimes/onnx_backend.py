@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from runtimes.base import GenerativeExtractor
-from runtimes.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable
-from runtimes.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
-from runtimes.jsonfile import read_json
-from runtimes.onnx_branches import OnnxBranches
-from runtimes.tokenizer import FolderTokenizer
+from uner.base import GenerativeExtractor
+from uner.checks import check_threads
+from uner.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable
+from uner.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
+from uner.jsonfile import read_json
+from uner.onnx_branches import OnnxBranches
+from uner.tokenizer import FolderTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +139,8 @@ class OnnxExtractor(GenerativeExtractor):
         **options,
     ) -> None:
         super().__init__(**options)
+        if n_threads is not None:
+            check_threads(n_threads)
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -155,13 +158,12 @@ class OnnxExtractor(GenerativeExtractor):
         self.eos_id = self._tokenizer.eos_id
         self.bos_id = self._tokenizer.bos_id
         self.context_length = self.layout.context_length
-        self._branches: OnnxBranches | None = None
 
     def _open_session(self, ort, n_threads: int | None, device_id: int):
         options = ort.SessionOptions()
         options.log_severity_level = 3  # ORT's per-node warnings are noise for users
-        if n_threads:
-            options.intra_op_num_threads = n_threads
+        if n_threads is not None:
+            options.intra_op_num_threads = check_threads(n_threads)
         providers = _session_providers(self.provider, self.layout.precision, device_id)
         try:
             session = ort.InferenceSession(str(self.layout.model_file), options, providers=providers)
@@ -175,6 +177,7 @@ class OnnxExtractor(GenerativeExtractor):
         return session
 
     def encode(self, text: str) -> list[int]:
+        self._check_open()
         return self._tokenizer.encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -204,6 +207,7 @@ class OnnxExtractor(GenerativeExtractor):
         ``mask`` ``[rows, past + new]`` marks the cache entries each row attends to;
         ``positions`` ``[rows, new]`` are the new tokens' positions.
         """
+        self._check_open()
         binding = self.session.io_binding()
         binding.bind_cpu_input("input_ids", np.ascontiguousarray(input_ids, dtype=np.int64))
         binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask, dtype=np.int64))
@@ -222,6 +226,7 @@ class OnnxExtractor(GenerativeExtractor):
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         """The per-query path: the whole prompt, then one token per step."""
+        self._check_open()
         past, step_ids, generated = self.empty_past(), list(prompt_ids), []
         past_len, started = 0, time.perf_counter()
         while len(generated) < self.max_new_tokens:
@@ -238,9 +243,9 @@ class OnnxExtractor(GenerativeExtractor):
         return generated
 
     def branch_pool(self) -> OnnxBranches:
-        if self._branches is None:
-            self._branches = OnnxBranches(self)
-        return self._branches
+        """A pool for one engine run: nothing a failed run left can reach the next."""
+        self._check_open()
+        return OnnxBranches(self)
 
     def _release(self) -> None:
-        self.session = self._branches = None
+        self.session = None

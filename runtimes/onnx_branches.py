@@ -1,4 +1,4 @@
-"""The branch pool on ONNX Runtime (:class:`runtimes.engine.BranchPool`).
+"""The branch pool on ONNX Runtime (:class:`uner.engine.BranchPool`).
 
 The prefix is run once; each suffix then runs on its own from the prefix's KV cache
 (GroupQueryAttention takes several new tokens after a past only for one row). Decoding runs
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from runtimes.onnx_backend import OnnxExtractor
+    from uner.onnx_backend import OnnxExtractor
 
 #: rows decoded at once; a text's branches join only when all of them fit beside the running ones
 DEFAULT_MAX_BRANCHES = 32
@@ -96,6 +96,11 @@ class OnnxBranches:
         self._alive.discard(branch)
         if not self._alive:  # nothing left running: free the cache now
             self._rows, self._past = [], []
+
+    def reset(self) -> None:
+        """Forget every row (after a failed or abandoned run) and free the cache."""
+        self._alive.clear()
+        self._rows, self._past = [], []
 
 
 def _right_pad(array: np.ndarray, width: int) -> np.ndarray:

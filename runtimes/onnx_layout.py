@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtimes.errors import InputError, ModelNotFound
-from runtimes.jsonfile import read_json
+from uner.errors import InputError, ModelNotFound
+from uner.jsonfile import read_json
 
 MANIFEST = "manifest.json"
 GENAI_CONFIG = "genai_config.json"

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from runtimes.errors import BackendUnavailable, ModelNotFound
-from runtimes.jsonfile import read_json
+from uner.errors import BackendUnavailable, ModelNotFound
+from uner.jsonfile import read_json
 
 
 def _token_text(value: object) -> str | None:
@@ -78,7 +78,13 @@ class _TokenizersJson:
             from tokenizers import Tokenizer
         except ImportError as exc:
             raise BackendUnavailable(backend, "tokenizers", extra) from exc
-        self._tk = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        try:
+            self._tk = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception for unreadable or invalid files
+            raise ModelNotFound(f"expected a readable tokenizer.json in {folder}, got: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+        # user text never becomes a special id: "<|im_end|>" in a passage is text, as it is
+        # for llama.cpp (parse_special=False) and sentencepiece (which never parses them)
+        self._tk.encode_special_tokens = True
         with_special = self._tk.encode("a", add_special_tokens=True).ids
         without = self._tk.encode("a", add_special_tokens=False).ids
         # BOS counts only if the tokenizer's own post-processing prepends it, as in transformers.

@@ -1,19 +1,21 @@
 """The reference backend: transformers + PyTorch, plain greedy ``generate`` per query.
 
-Tokenization is :mod:`runtimes.tokenizer` (SentencePiece for LLaMA, as UniNER was trained),
+Tokenization is :mod:`uner.tokenizer` (SentencePiece for LLaMA, as UniNER was trained),
 shared with the ONNX backend, so both build the same prompt ids.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from runtimes.base import GenerativeExtractor
-from runtimes.errors import BackendUnavailable, ModelNotFound
-from runtimes.tokenizer import FolderTokenizer
-from runtimes.torch_branches import TorchBranches
+from uner.base import GenerativeExtractor
+from uner.checks import check_threads
+from uner.errors import BackendUnavailable, InputError, ModelNotFound
+from uner.tokenizer import FolderTokenizer
+from uner.torch_branches import TorchBranches
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -57,9 +59,12 @@ class TorchExtractor(GenerativeExtractor):
         dtype: str = "float32",
         device: str = "cpu",
         n_threads: int | None = None,
+        allow_pickle: bool = False,
         **options,
     ) -> None:
         super().__init__(**options)
+        if n_threads is not None:
+            check_threads(n_threads)
         try:
             import torch
             from transformers import AutoModelForCausalLM, GenerationConfig
@@ -74,14 +79,22 @@ class TorchExtractor(GenerativeExtractor):
             dtype = "float32" if device == "cpu" else "float16"
         if dtype not in _DTYPES:
             raise ModelNotFound(f"expected dtype one of auto, {', '.join(_DTYPES)}, got {dtype}")
-        if n_threads:
-            torch.set_num_threads(n_threads)
+        pickled = not any(folder.glob("*.safetensors"))
+        if pickled and not allow_pickle:
+            raise InputError(
+                f"expected safetensors weights in {folder}, got none: pytorch_model*.bin is a pickle (loading it runs code); "
+                "pass --allow-pickle (allow_pickle=True) for files you trust"
+            )
         self._torch = torch
+        self._threads = n_threads
         self.device = device
-        self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+        with self.threads():
+            try:
+                self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), use_safetensors=not pickled)
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:  # corrupt or mismatched weights, bad config values
+                raise ModelNotFound(f"expected a model transformers can load from {folder}, got {type(exc).__name__}: {_first_line(exc)}") from None
         self.model.to(device).eval()
         self._tokenizer = FolderTokenizer(folder, "torch", "torch")
-        self._branches: TorchBranches | None = None
         self.eos_id = self._tokenizer.eos_id
         self.bos_id = self._tokenizer.bos_id
         self.context_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
@@ -94,6 +107,7 @@ class TorchExtractor(GenerativeExtractor):
         )
 
     def encode(self, text: str) -> list[int]:
+        self._check_open()
         return self._tokenizer.encode(text)
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -106,11 +120,26 @@ class TorchExtractor(GenerativeExtractor):
     def vocab_size(self) -> int:
         return self._tokenizer.vocab_size
 
+    @contextlib.contextmanager
+    def threads(self) -> Iterator[None]:
+        """torch's thread count is process-wide: set ours for one forward pass and restore it,
+        so it never leaks to the caller's own torch code or to another extractor."""
+        if self._threads is None:
+            yield
+            return
+        before = self._torch.get_num_threads()
+        self._torch.set_num_threads(self._threads)
+        try:
+            yield
+        finally:
+            self._torch.set_num_threads(before)
+
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
+        self._check_open()
         torch = self._torch
         input_ids = torch.tensor([list(prompt_ids)], dtype=torch.long, device=self.device)
         clock = _FirstTokenClock()
-        with torch.inference_mode():
+        with torch.inference_mode(), self.threads():
             output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
@@ -122,9 +151,13 @@ class TorchExtractor(GenerativeExtractor):
         return new[: new.index(self.eos_id)] if self.eos_id in new else new
 
     def branch_pool(self) -> TorchBranches:
-        if self._branches is None:
-            self._branches = TorchBranches(self)
-        return self._branches
+        """A pool for one engine run: nothing a failed run left can reach the next."""
+        self._check_open()
+        return TorchBranches(self)
 
     def _release(self) -> None:
-        self.model = self._branches = None
+        self.model = None
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else ""

@@ -1,4 +1,4 @@
-"""The branch pool on transformers (:class:`runtimes.engine.BranchPool`).
+"""The branch pool on transformers (:class:`uner.engine.BranchPool`).
 
 The prefix runs once; its ``DynamicCache`` is repeated over the branches. Suffixes of
 different lengths run in one pass, padded on the left (between the prefix and the suffix) and
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from runtimes.torch_backend import TorchExtractor
+    from uner.torch_backend import TorchExtractor
 
 #: rows decoded at once; a text's branches join only when all of them fit beside the running ones
 DEFAULT_MAX_BRANCHES = 32
@@ -47,7 +47,7 @@ class TorchBranches:
         return len(suffix_lens) if len(self._alive) + len(suffix_lens) <= self._max_branches else 0
 
     def _forward(self, ids, mask, positions, cache):
-        with self._torch.inference_mode():
+        with self._torch.inference_mode(), self._owner.threads():
             # logits of the last column only: the output layer over every prompt position is
             # a fifth of SmolLM2's prefill work, for rows nobody reads
             out = self._owner.model(input_ids=ids, attention_mask=mask, position_ids=positions,
@@ -115,6 +115,11 @@ class TorchBranches:
         self._alive.discard(branch)
         if not self._alive:  # nothing left running: free the cache now
             self._rows, self._cache = [], None
+
+    def reset(self) -> None:
+        """Forget every row (after a failed or abandoned run) and free the cache."""
+        self._alive.clear()
+        self._rows, self._cache = [], None
 
 
 def _left_pad(torch, tensor, width: int):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from runtimes.entity import Entity
+from uner.entity import Entity
 
 #: prompt + answer budget UniNER was trained with
 DEFAULT_WINDOW = 1024

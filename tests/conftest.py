@@ -19,6 +19,15 @@ CROSSNER_EVAL = {
 }
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_uner_cache(tmp_path_factory):
+    """Loading an export stamps its checked files into the uner cache: keep tests out of the
+    user's own (``~/.cache/uner``)."""
+    if "UNER_CACHE" not in os.environ:
+        os.environ["UNER_CACHE"] = str(tmp_path_factory.mktemp("uner-cache"))
+    yield
+
+
 def _require_data() -> None:
     if not DATA.is_dir():
         pytest.fail(f"shared data not found at {DATA}; set UNER_DATA")
@@ -26,7 +35,7 @@ def _require_data() -> None:
 
 def crossner_queries(per_domain: int) -> list[tuple[str, str]]:
     """(text, label) pairs from the official UniNER eval files: the first queries of each domain."""
-    from runtimes.eval_data import read_queries
+    from uner.eval_data import read_queries
 
     _require_data()
     return [(q.text, q.label) for path in CROSSNER_EVAL.values() for q in read_queries(path)[:per_domain]]
@@ -34,7 +43,7 @@ def crossner_queries(per_domain: int) -> list[tuple[str, str]]:
 
 def all_crossner_mit_texts() -> list[str]:
     """Every distinct text of the CrossNER eval files and of the CrossNER and MIT-movie BIO splits."""
-    from runtimes.eval_data import read_bio, read_queries
+    from uner.eval_data import read_bio, read_queries
 
     _require_data()
     texts = [q.text for path in CROSSNER_EVAL.values() for q in read_queries(path)]
@@ -48,14 +57,14 @@ def all_crossner_mit_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def smollm2_hf(tmp_path_factory) -> Path:
-    from toolkit.embedded import materialize_smollm2
+    from uner.toolkit.embedded import materialize_smollm2
 
     return materialize_smollm2(tmp_path_factory.mktemp("smollm2") / "SmolLM2-135M-Instruct")
 
 
 def f32_gguf_ladder(source: Path, out: Path, quants: list[str]) -> dict[str, Path]:
     """``source`` as F32 GGUF and each of ``quants``: {"f32": ..., quant: ..., "manifest": ...}."""
-    from toolkit import export_gguf_ladder
+    from uner.toolkit import export_gguf_ladder
 
     result = export_gguf_ladder(source, out, "f32", ",".join(quants), progress=False)
     return {"f32": result.base, **dict(zip(quants, result.quantized)), "manifest": result.manifest}
@@ -96,7 +105,7 @@ def tiny_spm_hf(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_spm_ggufs(tiny_spm_hf, tmp_path_factory) -> dict[str, Path]:
-    from toolkit import export_gguf
+    from uner.toolkit import export_gguf
 
     out = tmp_path_factory.mktemp("tiny-spm-gguf")
     return {
@@ -108,7 +117,7 @@ def tiny_spm_ggufs(tiny_spm_hf, tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def smollm2_onnx(smollm2_hf, tmp_path_factory) -> dict[str, Path]:
     """SmolLM2 exported at every precision (fp16 for GPUs; it still runs on CPU, slowly)."""
-    from toolkit.export_onnx import export_onnx
+    from uner.toolkit.export_onnx import export_onnx
 
     out = tmp_path_factory.mktemp("smollm2-onnx")
     return {p: export_onnx(smollm2_hf, out / p, p, progress=False).folder for p in ("fp32", "fp16", "int8", "int4")}
@@ -116,7 +125,7 @@ def smollm2_onnx(smollm2_hf, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_spm_onnx_fp32(tiny_spm_hf, tmp_path_factory) -> Path:
-    from toolkit.export_onnx import export_onnx
+    from uner.toolkit.export_onnx import export_onnx
 
     return export_onnx(tiny_spm_hf, tmp_path_factory.mktemp("tiny-spm-onnx") / "fp32", "fp32", progress=False).folder
 
@@ -124,7 +133,7 @@ def tiny_spm_onnx_fp32(tiny_spm_hf, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def uniner_smol_hf(tmp_path_factory) -> Path:
     """uniner-smol-135m (SmolLM2 + the committed LoRA): answers in UniNER's JSON format."""
-    from bench.reference_models import build_uniner_smol
+    from uner.bench.reference_models import build_uniner_smol
 
     return build_uniner_smol(tmp_path_factory.mktemp("uniner-smol") / "uniner-smol-135m")
 
@@ -136,7 +145,7 @@ def uniner_smol_ggufs(uniner_smol_hf, tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def uniner_smol_onnx(uniner_smol_hf, tmp_path_factory) -> dict[str, Path]:
-    from toolkit.export_onnx import export_onnx
+    from uner.toolkit.export_onnx import export_onnx
 
     out = tmp_path_factory.mktemp("uniner-smol-onnx")
     return {p: export_onnx(uniner_smol_hf, out / p, p, progress=False).folder for p in ("fp32", "int4")}
@@ -144,7 +153,7 @@ def uniner_smol_onnx(uniner_smol_hf, tmp_path_factory) -> dict[str, Path]:
 
 def crossner_texts(per_domain: int) -> list[tuple[str, list[str]]]:
     """(text, every entity type of its domain) for the first texts of each official eval file."""
-    from runtimes.eval_data import read_queries
+    from uner.eval_data import read_queries
 
     _require_data()
     texts = []
@@ -197,8 +206,8 @@ def own_uner_cache(tmp_path, monkeypatch):
 def tiny_export(tiny_spm_hf, tmp_path_factory) -> Path:
     """The tiny model through a whole recipe: GGUF F16 + Q8_0, ONNX fp32, benched."""
     folder = tmp_path_factory.mktemp("recipe")
-    from toolkit.recipe_run import run_recipe
-    from toolkit.recipes import load_recipe
+    from uner.bench.recipe_run import run_recipe
+    from uner.toolkit.recipes import load_recipe
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UNER_CACHE", str(folder / "uner-cache"))

@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from runtimes import load
+from uner import load
 from tests.conftest import crossner_queries
 from tests.parity import greedy_mismatches
 from tests.test_cli import assert_one_line_error, run
-from toolkit.adapter import merge_adapter
-from toolkit.cli import main as uner_export
+from uner.toolkit.adapter import merge_adapter
+from uner.toolkit.cli import main as uner_export
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_gguf_of_base_plus_adapter_matches_torch_on_the_merged_model(tiny_spm_hf
 
 
 def test_onnx_export_takes_the_adapter_too(tiny_spm_hf, random_lora, tmp_path):
-    from toolkit.export_onnx import export_onnx
+    from uner.toolkit.export_onnx import export_onnx
 
     folder = export_onnx(tiny_spm_hf, tmp_path / "onnx", "fp32", adapter=random_lora, progress=False).folder
     merged = merge_adapter(tiny_spm_hf, random_lora, tmp_path / "merged")

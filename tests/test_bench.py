@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from bench.report import summarize
-from bench.runner import Prediction, sample_queries
-from bench.suite import VariantRun, VariantSpec
-from runtimes.cli import main as uner
-from runtimes.eval_data import read_queries
+from uner.bench.report import summarize
+from uner.bench.runner import Prediction, sample_queries
+from uner.bench.suite import VariantRun, VariantSpec
+from uner.cli import main as uner
+from uner.eval_data import read_queries
 from tests.conftest import CROSSNER_EVAL
 from tests.test_cli import assert_one_line_error, run
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from runtimes.cli import main as uner
-from toolkit.cli import main as uner_export
-from toolkit.files import sha256_file
+from uner.cli import main as uner
+from uner.toolkit.cli import main as uner_export
+from uner.toolkit.files import sha256_file
 
 
 def run(main, argv, capsys):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from safetensors import safe_open
 
-from runtimes.prompt import TEMPLATE
-from toolkit import export_gguf
-from toolkit.checkpoint import params_from_config
-from toolkit.tensor_map import unpermute_rotary
+from uner.prompt import TEMPLATE
+from uner.toolkit import export_gguf
+from uner.toolkit.checkpoint import params_from_config
+from uner.toolkit.tensor_map import unpermute_rotary
 
 BASE_CONFIG = {"num_attention_heads": 4, "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 10}
 
@@ -81,7 +81,7 @@ def test_spm_export_types_and_values_match_source(tiny_spm_hf, tmp_path):
 
 
 def test_bf16_source_weights_are_read_without_torch(tmp_path):
-    from toolkit.safetensors_lazy import bf16_to_float32
+    from uner.toolkit.safetensors_lazy import bf16_to_float32
 
     values = np.array([1.5, -2.25, 3.0e-3], dtype=np.float32)
     as_bf16 = (values.view(np.uint32) >> 16).astype(np.uint16)

@@ -3,8 +3,8 @@ per-query path of the same backend."""
 
 import pytest
 
-from runtimes import load
-from runtimes.engine import Job, shared_prefix
+from uner import load
+from uner.engine import Job, shared_prefix
 from tests.conftest import crossner_texts
 
 MAX_NEW = 40
@@ -48,7 +48,7 @@ def test_quantized_llamacpp_files_agree_on_almost_every_answer(uniner_smol_ggufs
 
 
 def test_the_parity_check_catches_a_branch_that_loses_a_token(uniner_smol_ggufs, monkeypatch):
-    from runtimes.llamacpp_backend import LlamaCppExtractor
+    from uner.llamacpp_backend import LlamaCppExtractor
 
     add = LlamaCppExtractor.add
     monkeypatch.setattr(LlamaCppExtractor, "add", lambda self, prefix, suffixes: add(self, prefix, [s[1:] for s in suffixes]))
@@ -58,7 +58,7 @@ def test_the_parity_check_catches_a_branch_that_loses_a_token(uniner_smol_ggufs,
 
 
 def test_finished_branches_drop_out_of_the_batch(uniner_smol_ggufs, monkeypatch):
-    from runtimes.llamacpp_backend import LlamaCppExtractor
+    from uner.llamacpp_backend import LlamaCppExtractor
 
     rows = []
     step = LlamaCppExtractor.step
@@ -72,7 +72,7 @@ def test_finished_branches_drop_out_of_the_batch(uniner_smol_ggufs, monkeypatch)
 
 
 def test_types_that_do_not_fit_the_kv_cache_run_in_several_batches(uniner_smol_ggufs, monkeypatch):
-    from runtimes.llamacpp_backend import LlamaCppExtractor
+    from uner.llamacpp_backend import LlamaCppExtractor
 
     starts = []
     add = LlamaCppExtractor.add
@@ -106,8 +106,8 @@ def test_several_texts_decode_together_with_the_same_answers(multi_text_artifact
 
 @pytest.mark.parametrize("kind", ["torch", "onnx"])
 def test_a_text_joins_the_running_batch_whole_once_finished_rows_have_left(kind, uniner_smol_hf, uniner_smol_onnx, monkeypatch):
-    from runtimes.onnx_branches import OnnxBranches
-    from runtimes.torch_branches import TorchBranches
+    from uner.onnx_branches import OnnxBranches
+    from uner.torch_branches import TorchBranches
 
     pool_class = {"torch": TorchBranches, "onnx": OnnxBranches}[kind]
     added = []

@@ -1,5 +1,5 @@
-from runtimes.entity import Entity
-from runtimes.grounding import ground
+from uner.entity import Entity
+from uner.grounding import ground
 
 
 def test_every_occurrence_is_returned_with_offsets():
@@ -33,3 +33,23 @@ def test_regex_characters_in_answers_are_literal():
 def test_spaces_around_an_answer_are_not_part_of_the_entity():
     entities = ground("Hinton and Yoshua Bengio", "person", [" Yoshua Bengio "]).entities
     assert [(e.text, e.start, e.end) for e in entities] == [("Yoshua Bengio", 11, 24)]
+
+
+def test_whole_word_occurrences_win_over_matches_inside_words():
+    result = ground("MAIN memory and AI chips; the AIs", "field", ["AI"])
+    assert [(e.start, e.text) for e in result.entities] == [(16, "AI")]
+
+
+def test_whole_word_case_insensitive_wins_over_a_case_sensitive_substring():
+    result = ground("MAIN memory for ai", "field", ["AI"])
+    assert [(e.start, e.text) for e in result.entities] == [(16, "ai")]
+
+
+def test_a_substring_is_the_fallback_when_no_whole_word_exists():
+    result = ground("The Turing Awards", "award", ["Turing Award"])
+    assert [(e.start, e.end, e.text) for e in result.entities] == [(4, 16, "Turing Award")]
+
+
+def test_mentions_edged_with_symbols_match_next_to_words():
+    result = ground("see C++11 and (language)s", "programlang", ["C++", "(language)"])
+    assert [e.text for e in result.entities] == ["C++", "(language)"]

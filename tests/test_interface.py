@@ -2,9 +2,9 @@
 
 import pytest
 
-from runtimes import BACKENDS, Entity, Extractor, InputError, ModelNotFound, detect_backend, load
-from toolkit.errors import QuantizeError
-from toolkit.quantize import quantize_gguf
+from uner import BACKENDS, Entity, Extractor, InputError, ModelNotFound, detect_backend, load
+from uner.toolkit.errors import QuantizeError
+from uner.toolkit.quantize import quantize_gguf
 
 
 @pytest.fixture(scope="module")

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from runtimes.errors import InputError
-from runtimes.eval_data import bio_queries, read_bio, read_queries
-from runtimes.metrics import official_score
+from uner.errors import InputError
+from uner.eval_data import bio_queries, read_bio, read_queries
+from uner.metrics import official_score
 from tests.conftest import CROSSNER_EVAL, DATA
 
 

@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from runtimes import load
-from runtimes.errors import InputError, ModelNotFound, ProviderUnavailable
-from runtimes.onnx_backend import OnnxExtractor, choose_provider
-from runtimes.cli import main as uner
-from runtimes.torch_backend import TorchExtractor
+from uner import load
+from uner.errors import InputError, ModelNotFound, ProviderUnavailable
+from uner.onnx_backend import OnnxExtractor, choose_provider
+from uner.cli import main as uner
+from uner.torch_backend import TorchExtractor
 from tests.conftest import crossner_queries
 from tests.parity import greedy_mismatches
 from tests.test_cli import assert_one_line_error, run
@@ -65,7 +65,7 @@ def test_every_precision_runs_through_the_cli_and_gives_parseable_output(smollm2
 
 
 def test_manifest_lists_every_file_with_its_sha256(smollm2_onnx):
-    from toolkit.files import sha256_file
+    from uner.toolkit.files import sha256_file
 
     folder = smollm2_onnx["int4"]
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -80,7 +80,7 @@ def test_manifest_lists_every_file_with_its_sha256(smollm2_onnx):
 
 
 def test_load_detects_onnx_folders_and_files(smollm2_onnx):
-    from runtimes.loading import detect_backend
+    from uner.loading import detect_backend
 
     assert detect_backend(smollm2_onnx["int8"]) == "onnx"
     assert detect_backend(smollm2_onnx["int8"] / "model.onnx") == "onnx"
@@ -136,7 +136,7 @@ def test_edge_install_runs_onnx_without_torch(smollm2_onnx):
     code = (
         "import sys\n"
         "sys.modules['torch'] = None; sys.modules['transformers'] = None  # importing them now fails\n"
-        "from runtimes import load\n"
+        "from uner import load\n"
         f"ner = load({str(smollm2_onnx['int4'])!r}, max_new_tokens=8)\n"
         "print(repr(ner.answer('Barack Obama visited Paris.', 'person')))\n"
     )
@@ -146,7 +146,7 @@ def test_edge_install_runs_onnx_without_torch(smollm2_onnx):
 
 
 def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_spm_hf, tmp_path, capsys):
-    from toolkit.cli import main as uner_export
+    from uner.toolkit.cli import main as uner_export
 
     out = tmp_path / "int4"
     code, stdout, err = run(uner_export, ["onnx", tiny_spm_hf, "--out", out, "-p", "int4", "--block-size", "64", "-q"], capsys)
@@ -170,7 +170,7 @@ def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_sp
     ],
 )
 def test_export_cli_refuses_unsupported_combinations_before_any_work(tiny_spm_hf, tmp_path, capsys, args, message):
-    from toolkit.cli import main as uner_export
+    from uner.toolkit.cli import main as uner_export
 
     code, _, err = run(uner_export, ["onnx", tiny_spm_hf, "--out", tmp_path / "x", *args], capsys)
     assert_one_line_error(code, err, message)
@@ -183,7 +183,7 @@ def test_bf16_and_pickled_checkpoints_export_with_torch_parity(tiny_spm_hf, tmp_
     import torch
     from transformers import LlamaForCausalLM
 
-    from toolkit.export_onnx import export_onnx
+    from uner.toolkit.export_onnx import export_onnx
 
     source = tmp_path / storage
     dtype = torch.bfloat16 if storage.startswith("bf16") else torch.float16

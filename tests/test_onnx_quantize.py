@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from toolkit.onnx_quantize import block_quantize, quantize_onnx
+from uner.toolkit.onnx_quantize import block_quantize, quantize_onnx
 
 
 def save_with_external_data(model: onnx.ModelProto, path: Path) -> Path:

@@ -2,8 +2,8 @@
 
 import pytest
 
-from runtimes import Entity, load
-from runtimes.parsing import parse_answer
+from uner import Entity, load
+from uner.parsing import parse_answer
 from tests.conftest import all_crossner_mit_texts, crossner_queries
 from tests.parity import greedy_mismatches
 

@@ -1,4 +1,4 @@
-from runtimes.parsing import normalize_answer, parse_answer, parse_normalized
+from uner.parsing import normalize_answer, parse_answer, parse_normalized
 
 
 def test_parses_json_list_and_deduplicates_in_order():

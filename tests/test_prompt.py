@@ -1,4 +1,4 @@
-from runtimes.prompt import TEMPLATE, encode_prompt, render_prompt
+from uner.prompt import TEMPLATE, encode_prompt, render_prompt
 
 OFFICIAL = (
     "A virtual assistant answers questions from a user based on the provided text. "

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runtimes.manifest import sha256_file
+from uner.manifest import sha256_file
 from tests.conftest import ROOT
 from tests.test_cli import assert_one_line_error, run
-from toolkit.cli import main as uner_export
-from toolkit.errors import PublishError
-from toolkit.publish import plan_push, push
+from uner.toolkit.cli import main as uner_export
+from uner.toolkit.errors import PublishError
+from uner.toolkit.publish import plan_push, push
 
 pytestmark = pytest.mark.usefixtures("own_uner_cache")
 
@@ -173,7 +173,7 @@ def hub_cache(export: Path, cache: Path, repo_id: str, variants: list[str]) -> P
 
 def run_offline(args: list[str], cache: Path, uner_cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "UNER_CACHE": str(uner_cache), "PYTHONPATH": str(ROOT)}
-    code = "import sys; from runtimes.cli import main; main(sys.argv[1:])"
+    code = "import sys; from uner.cli import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -214,14 +214,14 @@ def test_a_repo_of_variants_without_a_variant_names_them(tiny_export, tmp_path):
 
 
 def test_verification_is_remembered_until_the_file_changes(tiny_export, tmp_path, monkeypatch):
-    import runtimes.manifest
-    from runtimes.cache import CheckedFiles
+    import uner.manifest
+    from uner.cache import CheckedFiles
 
     snapshot = hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", ["f16"])
     monkeypatch.setenv("UNER_CACHE", str(tmp_path / "uner"))
     hashed = []
-    real_hash = runtimes.manifest.sha256_file
-    monkeypatch.setattr(runtimes.manifest, "sha256_file", lambda path: hashed.append(path) or real_hash(path))
+    real_hash = uner.manifest.sha256_file
+    monkeypatch.setattr(uner.manifest, "sha256_file", lambda path: hashed.append(path) or real_hash(path))
     index = json.loads((snapshot / "manifest.json").read_text())
     name = "gguf/tiny.F16.gguf"
     checked = CheckedFiles()
@@ -257,7 +257,7 @@ def test_live_push_then_pull_round_trip(tiny_export, tmp_path):
     repo_id = os.environ["UNER_HUB_TEST_REPO"]
     push(plan_push(tiny_export, repo_id), private=True, force=True)
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "UNER_CACHE": str(tmp_path / "uner"), "PYTHONPATH": str(ROOT)}
-    code = "import sys; from runtimes.cli import main; main(sys.argv[1:])"
+    code = "import sys; from uner.cli import main; main(sys.argv[1:])"
     done = subprocess.run([sys.executable, "-c", code, "pull", repo_id, "--variant", "q8_0", "-q"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert sha256_file(Path(done.stdout.strip())) == sha256_file(tiny_export / "gguf" / "tiny.Q8_0.gguf")

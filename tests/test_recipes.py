@@ -4,14 +4,14 @@ import json
 
 import pytest
 
-from runtimes.manifest import sha256_file
+from uner.manifest import sha256_file
 from tests.conftest import DATA, TINY_RECIPE, write_recipe
 from tests.test_cli import assert_one_line_error, run
-from toolkit.cli import main as uner_export
-from toolkit.errors import RecipeError
-from toolkit.publish import plan_push
-from toolkit.recipe_run import run_recipe
-from toolkit.recipes import available_recipes, load_recipe
+from uner.toolkit.cli import main as uner_export
+from uner.toolkit.errors import RecipeError
+from uner.toolkit.publish import plan_push
+from uner.bench.recipe_run import run_recipe
+from uner.toolkit.recipes import available_recipes, load_recipe
 
 pytestmark = pytest.mark.usefixtures("own_uner_cache")
 
@@ -78,7 +78,7 @@ def test_a_recipe_builds_checks_and_indexes_every_variant(tiny_export, capsys):
 
 
 def test_a_second_run_keeps_finished_variants_and_their_bench(tiny_spm_hf, export_copy, monkeypatch):
-    import toolkit.recipe_run as recipe_run
+    import uner.bench.recipe_run as recipe_run
 
     before = {p: p.stat().st_mtime_ns for p in export_copy.rglob("*") if p.is_file() and p.name != "manifest.json"}
     monkeypatch.setattr(recipe_run, "_run_bench", lambda *a, **k: pytest.fail("benched again"))
@@ -89,7 +89,7 @@ def test_a_second_run_keeps_finished_variants_and_their_bench(tiny_spm_hf, expor
 
 
 def test_a_variant_whose_file_changed_is_rebuilt_and_benched_again(tiny_spm_hf, export_copy, monkeypatch):
-    import toolkit.recipe_run as recipe_run
+    import uner.bench.recipe_run as recipe_run
 
     target = export_copy / "gguf" / "tiny.Q8_0.gguf"
     good = sha256_file(target)
@@ -104,7 +104,7 @@ def test_a_variant_whose_file_changed_is_rebuilt_and_benched_again(tiny_spm_hf, 
 
 
 def test_a_variant_over_its_gate_is_kept_but_not_published(tiny_spm_hf, export_copy, monkeypatch, capsys):
-    import toolkit.recipe_run as recipe_run
+    import uner.bench.recipe_run as recipe_run
 
     recipe = write_recipe(export_copy.parent, tiny_spm_hf, TINY_RECIPE.replace("limit = 4", "limit = 3"))  # new bench settings
     monkeypatch.setattr(recipe_run, "_run_bench", lambda recipe, out, plans, *a: [
@@ -129,7 +129,7 @@ def test_verify_names_the_file_that_differs(export_copy, capsys):
 
 
 def test_the_reference_runs_where_the_recipe_says(tiny_spm_hf, export_copy, monkeypatch):
-    import bench.cli
+    import uner.bench.cli
 
     asked = {}
 
@@ -139,7 +139,7 @@ def test_the_reference_runs_where_the_recipe_says(tiny_spm_hf, export_copy, monk
         entries += [{"path": c, "f1": 10.0, "delta_f1": 0.0, "agreement": 100.0, "queries_per_s": 1.0} for c in candidates]
         return {"variants": entries, "queries": 13}
 
-    monkeypatch.setattr(bench.cli, "run_bench", fake_bench)
+    monkeypatch.setattr(uner.bench.cli, "run_bench", fake_bench)
     text = TINY_RECIPE.replace("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "auto"\nreference_dtype = "bfloat16"')
     run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf, text)), export_copy, data_dir=DATA, progress=False)
     assert asked == {"device": "auto", "dtype": "bfloat16"}  # new settings: every variant benched again

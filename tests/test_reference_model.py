@@ -1,9 +1,9 @@
 """uniner-smol-135m: SmolLM2 + the committed LoRA answers in UniNER's format."""
 
-from bench.reference_models import resolve_reference
-from runtimes import load
-from runtimes.eval_data import read_queries
-from runtimes.metrics import official_score
+from uner.bench.reference_models import resolve_reference
+from uner import load
+from uner.eval_data import read_queries
+from uner.metrics import official_score
 from tests.conftest import CROSSNER_EVAL
 
 

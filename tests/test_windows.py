@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from runtimes import load
-from runtimes.base import GenerativeExtractor
-from runtimes.windows import split_windows
+from uner import load
+from uner.base import GenerativeExtractor
+from uner.windows import split_windows
 
 SENTENCES = [f"Person{i:02d} met Person{i + 1:02d} in Town{i:02d}." for i in range(60)]
 LONG_TEXT = " ".join(SENTENCES)
@@ -78,7 +78,7 @@ def test_entities_from_overlapping_windows_are_merged_by_offset():
 
 
 def test_a_window_too_small_for_the_prompt_is_an_input_error():
-    from runtimes.errors import InputError
+    from uner.errors import InputError
 
     with pytest.raises(InputError, match="window"):
         KeywordModel(max_new_tokens=20, window=30).extract(LONG_TEXT, ["town"])

@@ -9,21 +9,20 @@ model).
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from toolkit.checkpoint import SIDE_FILES
-from toolkit.errors import CheckpointError
+from uner.toolkit.checkpoint import SIDE_FILES, read_json_object
+from uner.toolkit.errors import CheckpointError
 
 
 def _check_adapter(adapter: Path) -> dict:
     config_file = adapter / "adapter_config.json"
     if not config_file.is_file():
         raise CheckpointError(f"expected a PEFT adapter folder with adapter_config.json, got {adapter}")
-    config = json.loads(config_file.read_text(encoding="utf-8"))
+    config = read_json_object(config_file)
     if config.get("peft_type") != "LORA":
         raise CheckpointError(f"expected a LoRA adapter, got peft_type {config.get('peft_type')!r} in {adapter}")
     if not any((adapter / name).is_file() for name in ("adapter_model.safetensors", "adapter_model.bin")):
@@ -51,15 +50,25 @@ def merge_adapter(base: Path, adapter: Path, dest: Path) -> Path:
     return dest
 
 
+def merge_prefix(owner: str) -> str:
+    """The prefix of the scratch folder a merge for the output ``owner`` is written under."""
+    return f".{owner}.merge-" if owner else ".merge-"
+
+
 @contextlib.contextmanager
-def merged_source(base: str | Path, adapter: str | Path | None, work_dir: Path) -> Iterator[Path]:
-    """``base`` itself without an adapter; else a temporary merged folder inside ``work_dir``."""
+def merged_source(base: str | Path, adapter: str | Path | None, work_dir: Path, owner: str = "") -> Iterator[Path]:
+    """``base`` itself without an adapter; else a temporary merged folder inside ``work_dir``.
+
+    ``owner`` (the output's name) goes into the scratch folder's name, so that the next
+    successful export of that output can tell a killed run's leftover merge from another
+    export's (:func:`uner.toolkit.files.remove_stale_partials`).
+    """
     if adapter is None:
         yield Path(base)
         return
     _check_adapter(Path(adapter))  # before anything is created
     work_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".merge-", suffix=".partial", dir=work_dir))
+    scratch = Path(tempfile.mkdtemp(prefix=merge_prefix(owner), suffix=".partial", dir=work_dir))
     try:
         yield merge_adapter(Path(base), Path(adapter), scratch / Path(base).resolve().name)
     finally:

@@ -9,16 +9,14 @@ from typing import Annotated
 
 import typer
 
-from runtimes.errors import IntegrityError
-from runtimes.manifest import read_manifest, verify_folder
-from runtimes.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
-from runtimes._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, run_app, setup_logging, typer_factory
-from toolkit.constants import QUANT_TYPES, OutType
-from toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
-from toolkit.pipeline import export_gguf_ladder
-from toolkit.publish import describe, plan_push, push as publish
-from toolkit.recipe_run import run_recipe
-from toolkit.recipes import available_recipes, load_recipe
+from uner.errors import IntegrityError
+from uner.manifest import read_manifest, verify_folder
+from uner.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
+from uner._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, add_plugin_commands, run_app, setup_logging, typer_factory
+from uner.toolkit.constants import QUANT_TYPES, OutType
+from uner.toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
+from uner.toolkit.pipeline import export_gguf_ladder
+from uner.toolkit.publish import describe, plan_push, push as publish
 
 GGUF_EXAMPLES = f"""
 Examples:
@@ -119,42 +117,11 @@ def onnx(
     typer.echo(str(result.folder))
 
 
-RECIPE_EXAMPLES = """
-Examples:
-  uner-export recipe UniNER-7B-type --out ./out --data-dir ./data
-  uner-export recipe uniner-smol-135m --out ./out/smol            # the whole ladder on a laptop CPU
-  uner-export recipe ./my-model.toml --out ./out --no-bench
-
-Recipes: {names} (export_recipes/), or a path to a .toml file.
-"""
-
 PUSH_EXAMPLES = """
 Examples:
   uner-export push ./out --repo-id me/UniNER-7B-type-uner --dry-run
   uner-export push ./out --repo-id me/UniNER-7B-type-uner --private
 """
-
-
-@app.command(epilog=RECIPE_EXAMPLES.format(names=", ".join(available_recipes())))
-def recipe(
-    name: Annotated[str, typer.Argument(help="Recipe name (export_recipes/NAME.toml) or path to a recipe file.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (the layout of the Hub repo).", show_default=False)],
-    data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder holding the recipe's bench files (default: $UNER_DATA).", show_default=False)
-    ] = None,
-    no_bench: Annotated[bool, typer.Option("--no-bench", help="Skip the parity check (variants stay unchecked: not publishable).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild variants even when their files match the manifest.")] = False,
-    threads: ThreadsOpt = None,
-    quiet: QuietOpt = False,
-) -> None:
-    """Build, check and index every variant a recipe names; resumable (finished variants are kept)."""
-    setup_logging(quiet)
-    run = run_recipe(load_recipe(name), out, data_dir=data_dir, bench=not no_bench, force=force, threads=threads, progress=not quiet)
-    for variant, entry in run.index["variants"].items():
-        bench = entry.get("bench") or {}
-        score = f"F1 {bench['f1']:.2f} ({bench['delta_f1']:+.2f}, max drop {entry['max_f1_drop']})" if bench else entry.get("reason", "")
-        typer.echo(f"{variant}\t{entry['status']}\t{entry['path']}\t{score}")
-    typer.echo(str(out / "manifest.json"))
 
 
 @app.command(epilog=PUSH_EXAMPLES)
@@ -202,6 +169,8 @@ def verify(
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``uner-export``; ``recipe`` comes from the bench (it benches every variant)."""
+    add_plugin_commands(app, "uner_export.commands")
     run_app(app, argv)
 
 

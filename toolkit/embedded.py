@@ -12,7 +12,7 @@ import json
 import logging
 from pathlib import Path
 
-from toolkit.errors import CheckpointError
+from uner.toolkit.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

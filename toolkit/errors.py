@@ -1,8 +1,8 @@
-"""Export-side errors; all are :class:`runtimes.errors.UnerError`, so the CLIs report them in one line."""
+"""Export-side errors; all are :class:`uner.errors.UnerError`, so the CLIs report them in one line."""
 
 from __future__ import annotations
 
-from runtimes.errors import InputError, UnerError
+from uner.errors import InputError, UnerError
 
 
 class CheckpointError(UnerError):

@@ -9,10 +9,10 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from runtimes import __version__
-from runtimes.prompt import TEMPLATE
-from toolkit.checkpoint import HFCheckpoint, LlamaParams
-from toolkit.constants import (
+from uner import __version__
+from uner.prompt import TEMPLATE
+from uner.toolkit.checkpoint import HFCheckpoint, LlamaParams
+from uner.toolkit.constants import (
     KEY_PROMPT_TEMPLATE,
     KEY_SOURCE,
     KEY_SOURCE_SHA256,
@@ -22,9 +22,9 @@ from toolkit.constants import (
     OutType,
     gguf_file_name,
 )
-from toolkit.files import atomic_path, sha256_file
-from toolkit.tensor_map import LlamaTensorMap
-from toolkit.vocab import read_vocab, write_vocab
+from uner.toolkit.files import atomic_path, sha256_file
+from uner.toolkit.tensor_map import LlamaTensorMap
+from uner.toolkit.vocab import read_vocab, write_vocab
 
 logger = logging.getLogger(__name__)
 _INPUT_FILES = ("config.json", "tokenizer.model", "tokenizer.json", "tokenizer_config.json")

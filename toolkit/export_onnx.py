@@ -4,9 +4,10 @@ The graph is built by onnxruntime-genai's model builder (fused GroupQueryAttenti
 RMSNorm ops; MatMulNBits for int4/int8). It was chosen over optimum because it exported
 SmolLM2-135M in 1.8 GB of RAM against optimum's 2.9 GB (~55-60 GB projected for 7B), and its
 int4 decodes 3.5x faster on CPU. We wrap it: validate the checkpoint first, build into a
-temporary folder from a memory-mapped copy of the weights (see :mod:`toolkit.mapped_model`),
+temporary folder from a memory-mapped copy of the weights (see :mod:`uner.toolkit.mapped_model`),
 copy the source's own tokenizer files, add the prompt template and a manifest,
-then rename the folder into place so an interrupted export never looks finished.
+then move it into place so an interrupted export never looks finished
+(:func:`uner.toolkit.files.install_folder`: ``--force`` replaces only the files the export owns).
 """
 
 from __future__ import annotations
@@ -18,22 +19,28 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from runtimes import __version__
-from runtimes.errors import InputError
-from runtimes.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, check_export_target
-from runtimes.prompt import TEMPLATE
-from toolkit.adapter import merged_source
-from toolkit.checkpoint import SIDE_FILES, HFCheckpoint
-from toolkit.constants import TOOL_NAME
-from toolkit.errors import CheckpointError, OutputExists
-from toolkit.onnx_quantize import quantize_onnx
-from toolkit.files import file_entry, umask, write_json_atomic
-from toolkit.mapped_model import builder_uses, mapped_llama
+from uner import __version__
+from uner.errors import InputError
+from uner.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, check_export_target
+from uner.prompt import TEMPLATE
+from uner.toolkit.adapter import merge_prefix, merged_source
+from uner.toolkit.checkpoint import SIDE_FILES, HFCheckpoint
+from uner.toolkit.constants import TOOL_NAME
+from uner.toolkit.errors import CheckpointError, OutputExists
+from uner.toolkit.onnx_quantize import quantize_onnx
+from uner.toolkit.files import (
+    PARTIAL_SUFFIX, check_apart, file_entry, install_folder, partial_prefix, read_own_manifest, remove_stale_partials,
+    umask, write_json_atomic,
+)
+from uner.toolkit.mapped_model import builder_uses, mapped_llama
 
 logger = logging.getLogger(__name__)
 
@@ -93,14 +100,42 @@ def weight_quantization(precision: str, device: str, block_size: int | None, acc
     return WeightQuantization(int(precision[3:]), block, accuracy_level if accuracy_level is not None else default_level)
 
 
-class _LogLines(io.TextIOBase):
-    """A text stream that forwards the builder's prints to our logger at debug level."""
+class _BuilderLog(io.TextIOBase):
+    """Stands in for ``sys.stdout``/``sys.stderr`` while the builder runs: the exporting
+    thread's prints go to our logger at debug level, every other thread's to the real stream
+    (swapping ``sys.stdout`` is process-wide; this keeps the swap from swallowing them)."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+        self._owner = threading.get_ident()
 
     def write(self, text: str) -> int:
+        if threading.get_ident() != self._owner:
+            return self._real.write(text)
         for line in text.splitlines():
             if line.strip():
                 logging.getLogger("onnxruntime_genai.builder").debug(line)
         return len(text)
+
+    def flush(self) -> None:
+        self._real.flush()
+
+
+@contextlib.contextmanager
+def _builder_prints_logged(stream_names: tuple[str, ...]) -> Iterator[None]:
+    originals = {name: getattr(sys, name) for name in stream_names}
+    for name, real in originals.items():
+        setattr(sys, name, _BuilderLog(real))
+    try:
+        yield
+    finally:
+        for name, real in originals.items():
+            setattr(sys, name, real)
+
+
+#: the builder is driven through process-wide state (its weight loader swapped, sys.stdout
+#: routed): one export at a time in a process
+_BUILDER_LOCK = threading.Lock()
 
 
 def _run_builder(checkpoint: HFCheckpoint, out: Path, precision: str, device: str, progress: bool) -> None:
@@ -112,9 +147,9 @@ def _run_builder(checkpoint: HFCheckpoint, out: Path, precision: str, device: st
     weights_module = sys.modules[builder.LlamaModel.load_weights.__module__]
     ep = "cpu" if device == "cpu" else "cuda"  # TensorRT runs the CUDA graph; ORT partitions it
     cache = out / ".builder-cache"
-    quiet_stderr = contextlib.nullcontext() if progress else contextlib.redirect_stderr(_LogLines())
+    streams = ("stdout",) if progress else ("stdout", "stderr")
     try:
-        with contextlib.redirect_stdout(_LogLines()), quiet_stderr, builder_uses(mapped_llama(checkpoint), weights_module):
+        with _BUILDER_LOCK, _builder_prints_logged(streams), builder_uses(mapped_llama(checkpoint), weights_module):
             extra = builder.parse_extra_options(None, str(source), str(out), precision, ep, str(cache), [])
             builder.create_model(None, str(source), str(out), precision, ep, str(cache), **extra)
     except Exception as exc:  # the builder raises anything from OSError to NotImplementedError
@@ -168,22 +203,27 @@ def _write_manifest(out: Path, fields: dict) -> Path:
     return out / MANIFEST
 
 
-def _move_into_place(built: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-        os.replace(built, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(built, final)
+def _owned_names(final: Path, force: bool) -> set[str]:
+    """The names in ``final`` a forced export may replace: its previous manifest's files.
+
+    Checked before any work: a file where the folder should be, another export's manifest,
+    or (without ``force``) a folder with anything in it are refused.
+    """
+    if final.exists() and not final.is_dir():
+        raise OutputExists(f"expected an output folder, got the existing file {final}")
+    previous = read_own_manifest(final, "onnx") if final.is_dir() else None
+    if final.is_dir() and any(final.iterdir()) and not force:
+        raise OutputExists(f"expected a new or empty output folder, got existing {final}: pass --force to overwrite")
+    # only plain names: a manifest naming "../x" or "sub/x" must not make us delete outside
+    return {MANIFEST, *(name for name in (previous or {}).get("files", {}) if Path(name).name == name)}
 
 
 def _build_folder(
     checkpoint: HFCheckpoint, final: Path, precision: str, device: str,
-    quantization: WeightQuantization | None, fields: dict, progress: bool,
+    quantization: WeightQuantization | None, fields: dict, owned: set[str], progress: bool,
 ) -> Path:
-    """Build the export in a hidden .partial folder and rename it to ``final`` when complete."""
-    building = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    """Build the export in a hidden .partial folder and move it to ``final`` when complete."""
+    building = Path(tempfile.mkdtemp(prefix=partial_prefix(final.name), suffix=PARTIAL_SUFFIX, dir=final.parent))
     try:
         logger.info("building %s ONNX for %s from %s", precision, device, checkpoint.folder)
         _build_graph(checkpoint, building, precision, device, quantization, progress)
@@ -204,7 +244,7 @@ def _build_folder(
             "prompt_template": TEMPLATE,
         })
         os.chmod(building, 0o777 & ~umask())  # mkdtemp makes it private; outputs are ordinary folders
-        _move_into_place(building, final)
+        install_folder(building, final, owned)
     finally:
         shutil.rmtree(building, ignore_errors=True)
     return final / MANIFEST
@@ -237,20 +277,28 @@ def export_onnx(
     >>> export_onnx("UniNER-7B-type", "out/onnx-int4", "int4").folder  # doctest: +SKIP
     PosixPath('out/onnx-int4')
     """
+    started = time.time()
     device = device or default_device(precision)
     check_export_target(precision, device)
     quantization = weight_quantization(precision, device, block_size, accuracy_level)
-    model_name = name or HFCheckpoint(source, allow_pickle=allow_pickle).name
+    source_checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
+    model_name = name or source_checkpoint.name
     final = Path(out_dir)
-    if final.exists() and (not final.is_dir() or any(final.iterdir())) and not force:
-        raise OutputExists(f"expected a new or empty output folder, got existing {final}: pass --force to overwrite")
-    final.parent.mkdir(parents=True, exist_ok=True)
-    with merged_source(source, adapter, final.parent) as merged:
-        checkpoint = HFCheckpoint(merged, allow_pickle=allow_pickle)
+    target = final.resolve()  # "--out ." has no name to build a sibling folder from
+    check_apart(final, Path(source))
+    if adapter is not None:
+        check_apart(final, Path(adapter), "adapter")
+    owned = _owned_names(final, force)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with merged_source(source, adapter, target.parent, owner=target.name) as merged:
+        checkpoint = HFCheckpoint(merged, allow_pickle=allow_pickle) if adapter is not None else source_checkpoint
         fields = {"model": model_name, "source": str(source), "adapter": str(adapter) if adapter else None}
-        manifest = _build_folder(checkpoint, final, precision, device, quantization, fields, progress)
+        _build_folder(checkpoint, target, precision, device, quantization, fields, owned, progress)
+    # build and merge folders of runs that were killed (same output name, untouched since we started)
+    remove_stale_partials(target.parent, partial_prefix(target.name), started)
+    remove_stale_partials(target.parent, merge_prefix(target.name), started)
     logger.info("wrote %s", final)
-    return OnnxExport(final, precision, device, manifest)
+    return OnnxExport(final, precision, device, final / MANIFEST)
 
 
 def _builder_version() -> str:

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from toolkit.checkpoint import HFCheckpoint
-from toolkit.errors import CheckpointError
-from toolkit.safetensors_lazy import _DTYPES
+from uner.toolkit.checkpoint import HFCheckpoint
+from uner.toolkit.errors import CheckpointError
+from uner.toolkit.safetensors_lazy import _DTYPES
 
 
 def _mapped_tensor(entry, torch):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runtimes.base import DEFAULT_MAX_NEW_TOKENS
+from uner.base import DEFAULT_MAX_NEW_TOKENS
 
 _TAGS = ["ner", "token-classification", "universal-ner", "uner-toolkit"]
 _EXAMPLE_TEXT = "Barack Obama visited Paris with Angela Merkel."
@@ -67,7 +67,7 @@ def _how_to_run(repo_id: str, index: dict) -> list[str]:
              "checks its sha256, then works offline):", "", "```bash"]
     lines += [f"uner pull {repo_id} --variant {example}",
               f"uner extract --model {repo_id}:{example} --labels person,location --text \"{_EXAMPLE_TEXT}\"", "```", "",
-              "```python", "from runtimes import load", "",
+              "```python", "from uner import load", "",
               f"ner = load(\"{repo_id}:{example}\")",
               f"ner.extract(\"{_EXAMPLE_TEXT}\", [\"person\", \"location\"])", "```", ""]
     ggufs = [e for e in index["variants"].values() if e["format"] == "gguf"]

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from toolkit.errors import CheckpointError
+from uner.toolkit.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 

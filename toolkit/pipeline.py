@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtimes import __version__
-from runtimes.prompt import TEMPLATE
-from toolkit.adapter import merged_source
-from toolkit.checkpoint import HFCheckpoint
-from toolkit.constants import TOOL_NAME, OutType, gguf_file_name
-from toolkit.files import MANIFEST, check_writable, update_manifest
-from toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
-from toolkit.export_gguf import export_gguf
+from uner import __version__
+from uner.base import check_threads
+from uner.errors import InputError
+from uner.prompt import TEMPLATE
+from uner.toolkit.adapter import merge_prefix, merged_source
+from uner.toolkit.checkpoint import HFCheckpoint
+from uner.toolkit.constants import TOOL_NAME, OutType, gguf_file_name
+from uner.toolkit.files import MANIFEST, check_writable, read_own_manifest, remove_stale_partials, update_manifest
+from uner.toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
+from uner.toolkit.export_gguf import export_gguf
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,19 @@ class GGUFExport:
     @property
     def files(self) -> list[Path]:
         return [self.base, *self.quantized]
+
+
+def _check_inputs_kept(outputs: list[Path], folders: list[Path], previous: dict | None) -> None:
+    """Refuse an output that would replace a file of the source (or adapter) folder, unless
+    the folder's own GGUF manifest lists it as an earlier output of ours."""
+    ours = set((previous or {}).get("files", {})) | {MANIFEST}  # read_own_manifest vetted it
+    inputs = {folder.resolve() for folder in folders}
+    for path in outputs:
+        if path.parent.resolve() in inputs and path.exists() and path.name not in ours:
+            raise InputError(
+                f"expected outputs beside the source files, got {path}, which would overwrite a file of "
+                f"the source folder {path.parent}: choose another --out"
+            )
 
 
 def export_gguf_ladder(
@@ -55,14 +71,20 @@ def export_gguf_ladder(
     >>> export_gguf_ladder("UniNER-7B-type", "out", "f16", "q8_0,q4_k_m").files  # doctest: +SKIP
     [PosixPath('out/UniNER-7B-type.F16.gguf'), PosixPath('out/UniNER-7B-type.Q8_0.gguf'), ...]
     """
+    started = time.time()
     outtype = OutType(outtype)
     quant_list = parse_quant_types(quants)
     check_embedding_type(embedding_type)
-    model_name = name or HFCheckpoint(source, allow_pickle=allow_pickle).name
+    if n_threads is not None:
+        check_threads(n_threads)
+    checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
+    model_name = name or checkpoint.name
     out = Path(out_dir)
+    previous = read_own_manifest(out, "gguf")  # another export's manifest would be overwritten
     planned = [out / gguf_file_name(model_name, kind) for kind in [outtype.value, *quant_list]]
     check_writable(planned, force)
-    with merged_source(source, adapter, out) as merged:
+    _check_inputs_kept([*planned, out / MANIFEST], [checkpoint.folder, *([Path(adapter)] if adapter else [])], previous)
+    with merged_source(source, adapter, out, owner=model_name) as merged:
         base = export_gguf(merged, out, outtype, name=model_name, allow_pickle=allow_pickle, progress=progress)
     quantized = quantize_ladder(base, model_name, quant_list, n_threads=n_threads, embedding_type=embedding_type, progress=progress)
     result = GGUFExport(base=base, quantized=quantized)
@@ -80,5 +102,8 @@ def export_gguf_ladder(
             "prompt_template": TEMPLATE,
         },
     )
+    # the .partial leftovers of each output file went when it was written (atomic_path); a
+    # killed adapter merge leaves a scratch folder named after the model
+    remove_stale_partials(out, merge_prefix(model_name), started)
     logger.info("wrote %s", out / MANIFEST)
     return result

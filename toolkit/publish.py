@@ -12,9 +12,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtimes.manifest import MANIFEST, read_manifest, verify_folder
-from toolkit.errors import PublishError
-from toolkit.model_card import render_card
+from uner.manifest import MANIFEST, read_manifest, verify_folder
+from uner.toolkit.errors import PublishError
+from uner.toolkit.model_card import render_card
 
 CARD = "README.md"
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
-from runtimes.errors import BackendUnavailable, InputError
-from runtimes.llamacpp_backend import route_llama_logs
-from toolkit.constants import EMBEDDING_TYPES, QUANT_TYPES, gguf_file_name
-from toolkit.errors import QuantizeError
-from toolkit.files import atomic_path
+from uner.base import check_threads
+from uner.errors import BackendUnavailable, InputError
+from uner.llamacpp_backend import route_llama_logs
+from uner.toolkit.constants import EMBEDDING_TYPES, QUANT_TYPES, gguf_file_name
+from uner.toolkit.errors import QuantizeError
+from uner.toolkit.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,7 @@ def check_embedding_type(name: str | None) -> str | None:
 def quantize_gguf(source: Path, out: Path, quant: str, n_threads: int | None = None, embedding_type: str | None = None) -> Path:
     """Quantize ``source`` to ``out`` with llama.cpp; ``out`` appears only when complete.
     ``embedding_type`` overrides the type of the token-embedding and output tensors."""
+    n_threads = check_threads(n_threads)  # llama.cpp starts that many threads, unchecked
     try:
         import llama_cpp
     except ImportError as exc:
@@ -47,7 +48,7 @@ def quantize_gguf(source: Path, out: Path, quant: str, n_threads: int | None = N
     route_llama_logs(llama_cpp)
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, QUANT_TYPES[quant])
-    params.nthread = n_threads or os.cpu_count() or 1
+    params.nthread = n_threads
     if check_embedding_type(embedding_type):
         params.token_embedding_type = params.output_tensor_type = getattr(llama_cpp, EMBEDDING_TYPES[embedding_type])
     with atomic_path(out) as tmp:

@@ -9,19 +9,25 @@ before it is refused for publishing.
 from __future__ import annotations
 
 import sys
+from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtimes.onnx_layout import EXPORT_TARGETS
-from toolkit.constants import QUANT_TYPES, OutType, gguf_file_name
-from toolkit.errors import RecipeError
+from uner.onnx_layout import EXPORT_TARGETS
+from uner.toolkit.constants import QUANT_TYPES, OutType, gguf_file_name
+from uner.toolkit.errors import RecipeError
 
 if sys.version_info >= (3, 11):
     import tomllib
+    from importlib.resources.abc import Traversable
 else:  # pragma: no cover - Python 3.10
+    from importlib.abc import Traversable
+
     import tomli as tomllib
 
-RECIPES_DIR = Path(__file__).resolve().parent.parent / "export_recipes"
+#: the shipped recipes: package data of ``uner.export_recipes`` (the ``export_recipes/`` folder),
+#: so a wheel carries them
+RECIPES_PACKAGE = "uner.export_recipes"
 _TOP_KEYS = {"name", "source", "revision", "license", "base_model", "description", "allow_pickle", "gguf", "onnx", "bench", "gates"}
 
 
@@ -88,17 +94,22 @@ class Recipe:
 
 
 def available_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
+    """Names of the recipes shipped with the toolkit."""
+    return sorted(entry.name[: -len(".toml")] for entry in _shipped().iterdir() if entry.name.endswith(".toml"))
 
 
-def find_recipe(name_or_path: str | Path) -> Path:
+def _shipped() -> Traversable:
+    return resources.files(RECIPES_PACKAGE)
+
+
+def find_recipe(name_or_path: str | Path) -> Path | Traversable:
     """A recipe file: a path to a ``.toml`` file, or the name of one in ``export_recipes/``."""
     path = Path(name_or_path)
     if path.suffix == ".toml" or path.is_file():
         if not path.is_file():
             raise RecipeError(f"expected a recipe file, got {path}, which does not exist")
         return path
-    candidate = RECIPES_DIR / f"{name_or_path}.toml"
+    candidate = _shipped() / f"{name_or_path}.toml"
     if not candidate.is_file():
         raise RecipeError(f"expected a recipe name among {', '.join(available_recipes())} or a .toml path, got {name_or_path!r}")
     return candidate

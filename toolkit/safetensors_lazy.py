@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.errors import CheckpointError
+from uner.toolkit.errors import CheckpointError
 
 _DTYPES: dict[str, np.dtype] = {
     "F64": np.dtype("<f8"),
@@ -47,37 +47,55 @@ def bf16_to_float32(raw: np.ndarray) -> np.ndarray:
     return (raw.astype(np.uint32) << 16).view(np.float32)
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _read_header(file: Path) -> tuple[int, int, object]:
+    """(file size, where the data starts, the parsed JSON header) of one .safetensors file."""
+    try:
+        size = file.stat().st_size
+        with file.open("rb") as handle:
+            prefix = handle.read(8)
+            if len(prefix) < 8:
+                raise CheckpointError(f"expected a safetensors file, got {file.name} with {size} bytes")
+            (header_len,) = struct.unpack("<Q", prefix)
+            if header_len > min(_MAX_HEADER, size - 8):
+                raise CheckpointError(f"expected a safetensors header, got a corrupt one in {file.name}")
+            raw = handle.read(header_len)
+    except OSError as exc:
+        raise CheckpointError(f"expected a readable safetensors file, got {file}: {exc.strerror or exc}") from exc
+    try:
+        return size, 8 + header_len, json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"expected a JSON safetensors header in {file.name}, got: {exc}") from exc
+
+
 def read_index(file: Path) -> dict[str, TensorEntry]:
     """Tensor entries of one .safetensors file, validated against the file size."""
-    size = file.stat().st_size
-    with file.open("rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise CheckpointError(f"expected a safetensors file, got {file.name} with {size} bytes")
-        (header_len,) = struct.unpack("<Q", prefix)
-        if header_len > min(_MAX_HEADER, size - 8):
-            raise CheckpointError(f"expected a safetensors header, got a corrupt one in {file.name}")
-        try:
-            header = json.loads(handle.read(header_len))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"expected a JSON safetensors header in {file.name}, got: {exc}") from exc
-    data_start = 8 + header_len
+    size, data_start, header = _read_header(file)
+    if not isinstance(header, dict):
+        raise CheckpointError(f"expected a JSON object as the safetensors header of {file.name}, got a {type(header).__name__}")
     entries: dict[str, TensorEntry] = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        try:
-            dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"expected dtype/shape/data_offsets for {name} in {file.name}") from exc
+        # every field is checked for its type: a header is untrusted input, and a string where
+        # a number belongs would otherwise surface as a numpy or arithmetic traceback
+        fields = info if isinstance(info, dict) else {}
+        dtype, shape, offsets = fields.get("dtype"), fields.get("shape"), fields.get("data_offsets")
+        if not (isinstance(shape, list) and all(map(_is_count, shape)) and isinstance(offsets, list)
+                and len(offsets) == 2 and all(map(_is_count, offsets)) and isinstance(dtype, str)):
+            raise CheckpointError(f"expected dtype/shape/data_offsets for {name} in {file.name}, got {info!r:.80}")
         if dtype not in _DTYPES:
             raise CheckpointError(f"expected a supported dtype for {name} in {file.name}, got {dtype}")
+        begin, end = offsets
         expected = int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype].itemsize
-        if end - begin != expected or data_start + end > size or begin < 0:
+        if end - begin != expected or data_start + end > size:
             raise CheckpointError(
                 f"expected {expected} bytes of {name} inside {file.name}, got a truncated or corrupt file"
             )
-        entries[name] = TensorEntry(file, name, dtype, shape, data_start + begin, data_start + end)
+        entries[name] = TensorEntry(file, name, dtype, tuple(shape), data_start + begin, data_start + end)
     return entries
 
 

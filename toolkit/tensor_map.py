@@ -10,7 +10,7 @@ from __future__ import annotations
 import gguf
 import numpy as np
 
-from toolkit.errors import CheckpointError
+from uner.toolkit.errors import CheckpointError
 
 #: Buffers some checkpoints saved alongside the weights; llama.cpp recomputes them.
 SKIPPED_SUFFIXES = (".rotary_emb.inv_freq",)

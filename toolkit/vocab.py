@@ -13,7 +13,8 @@ from pathlib import Path
 
 import gguf
 
-from toolkit.errors import CheckpointError
+from uner.toolkit.checkpoint import read_json_object
+from uner.toolkit.errors import CheckpointError
 
 
 @dataclass
@@ -40,11 +41,14 @@ def _pad(vocab: VocabData, vocab_size: int) -> VocabData:
 
 def _tokenizer_config(folder: Path) -> dict:
     path = folder / "tokenizer_config.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return read_json_object(path) if path.is_file() else {}
 
 
 def _sentencepiece(folder: Path) -> VocabData:
-    spm = gguf.vocab.SentencePieceVocab(folder)
+    try:
+        spm = gguf.vocab.SentencePieceVocab(folder)
+    except (RuntimeError, OSError, ValueError) as exc:  # sentencepiece: "could not parse ModelProto"
+        raise CheckpointError(f"expected a SentencePiece model in {folder / 'tokenizer.model'}, got: {exc}") from exc
     tokens, scores, types = [], [], []
     for text, score, kind in spm.all_tokens():
         tokens.append(text)
@@ -81,7 +85,16 @@ def _template_adds_bos(tokenizer_json: dict) -> bool:
 
 
 def _byte_level_bpe(folder: Path) -> VocabData:
-    tokenizer_json = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+    path = folder / "tokenizer.json"
+    try:
+        return _read_byte_level_bpe(folder, read_json_object(path))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        # a hand-edited or truncated-then-repaired file: name it instead of showing a traceback
+        raise CheckpointError(f"expected a Hugging Face tokenizer.json in {path}, got one without a readable "
+                              f"{exc.args[0] if isinstance(exc, KeyError) else 'structure'} ({type(exc).__name__})") from exc
+
+
+def _read_byte_level_bpe(folder: Path, tokenizer_json: dict) -> VocabData:
     model = tokenizer_json.get("model") or {}
     if model.get("type") != "BPE" or model.get("byte_fallback"):
         raise CheckpointError(f"expected a byte-level BPE tokenizer.json, got model type {model.get('type')}")
@@ -108,7 +121,10 @@ def _byte_level_bpe(folder: Path) -> VocabData:
 
 
 def _special_ids(folder: Path, vocab_size: int) -> dict[str, int]:
-    special = gguf.vocab.SpecialVocab(folder, load_merges=False, n_vocab=vocab_size)
+    try:
+        special = gguf.vocab.SpecialVocab(folder, load_merges=False, n_vocab=vocab_size)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise CheckpointError(f"expected readable special tokens in the tokenizer files of {folder}, got: {exc!r}") from exc
     return dict(special.special_token_ids)
 
 

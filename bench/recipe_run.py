@@ -2,7 +2,7 @@
 on the recipe's bench data, and record it all in the output's variant index (``manifest.json``).
 
 Resumable: a variant whose files still match the index (sha256; a file unchanged since it last
-matched is not hashed again, see :mod:`runtimes.cache`) and whose build settings are unchanged is
+matched is not hashed again, see :mod:`uner.cache`) and whose build settings are unchanged is
 kept, not rebuilt; a variant already benched with the same settings is not benched again. The
 index is rewritten (atomically) after every variant, so an interrupted run loses one at most.
 """
@@ -14,15 +14,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from runtimes import __version__
-from runtimes.cache import CheckedFiles
-from runtimes.manifest import MANIFEST, file_entry, read_manifest
-from runtimes.prompt import TEMPLATE
-from runtimes.tokenizer import eos_token_text
-from toolkit.constants import TOOL_NAME, gguf_file_name
-from toolkit.errors import RecipeError
-from toolkit.files import write_json_atomic
-from toolkit.recipes import Recipe, VariantPlan
+from uner import __version__
+from uner.cache import CheckedFiles
+from uner.manifest import MANIFEST, file_entry, read_manifest
+from uner.prompt import TEMPLATE
+from uner.tokenizer import eos_token_text
+from uner.toolkit.constants import TOOL_NAME, gguf_file_name
+from uner.toolkit.errors import RecipeError
+from uner.toolkit.files import write_json_atomic
+from uner.toolkit.recipes import Recipe, VariantPlan
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def resolve_source(recipe: Recipe) -> tuple[Path, str | None]:
     path = Path(recipe.source).expanduser()
     if path.exists():
         return path, None
-    from bench.reference_models import ADAPTERS, resolve_reference
+    from uner.bench.reference_models import ADAPTERS, resolve_reference
 
     if recipe.source in ADAPTERS:
         return Path(resolve_reference(recipe.source)), None
@@ -96,8 +96,8 @@ def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict, checked
 
 
 def _build_gguf(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool, n_threads: int | None) -> None:
-    from toolkit.export_gguf import export_gguf
-    from toolkit.quantize import quantize_gguf
+    from uner.toolkit.export_gguf import export_gguf
+    from uner.toolkit.quantize import quantize_gguf
 
     folder = out / "gguf"
     base = folder / gguf_file_name(recipe.name, recipe.gguf_outtype)
@@ -109,7 +109,7 @@ def _build_gguf(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, prog
 
 
 def _build_onnx(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool) -> None:
-    from toolkit.export_onnx import export_onnx
+    from uner.toolkit.export_onnx import export_onnx
 
     export_onnx(source, out / plan.path(recipe.name), plan.kind, plan.device, name=recipe.name,
                 allow_pickle=recipe.allow_pickle, force=True, progress=progress)
@@ -213,7 +213,7 @@ def _verdict(bench: dict, max_drop: float) -> str:
 
 
 def _run_bench(recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[Path], threads: int | None, reference: Path) -> list[dict]:
-    from bench.cli import run_bench
+    from uner.bench.cli import run_bench
 
     candidates = [str(out / plan.path(recipe.name)) for plan in plans]
     results = run_bench(str(reference), candidates, data, out / "bench", limit=recipe.bench.limit, baselines=False,

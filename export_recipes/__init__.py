@@ -1,0 +1,1 @@
+"""The shipped export recipes: data only (``*.toml``), read through :mod:`importlib.resources`."""
