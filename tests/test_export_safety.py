@@ -130,7 +130,8 @@ def test_onnx_output_folder_overlapping_the_adapter_is_refused(tiny_spm_hf, tmp_
     (adapter / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     (adapter / "adapter_model.safetensors").write_bytes(b"weights")
     before = tree(tmp_path)
-    code, _, err = run(["onnx", tiny_spm_hf, "--out", adapter, "--adapter", adapter, "-p", "fp32", "--force", "-q"], capsys)
+    argv = ["onnx", tiny_spm_hf, "--out", adapter, "--adapter", adapter, "-p", "fp32", "--force", "-q"]
+    code, _, err = run(argv, capsys)
     assert_one_line_error(code, err, "apart from the adapter folder")
     assert tree(tmp_path) == before
 
@@ -249,7 +250,9 @@ def test_interrupted_force_export_leaves_the_old_or_the_new_folder(tiny_spm_hf, 
     assert snapshot(out) == new and verify_folder(out) == []
 
 
-def test_interrupted_force_export_into_a_shared_folder_never_looks_finished_half_done(tiny_spm_hf, tmp_path, monkeypatch):
+def test_interrupted_force_export_into_a_shared_folder_never_looks_finished_half_done(
+    tiny_spm_hf, tmp_path, monkeypatch
+):
     out = tmp_path / "shared"
     _export(monkeypatch, tiny_spm_hf, tmp_path / "new", b"new weights")
     new = snapshot(tmp_path / "new")
@@ -262,7 +265,7 @@ def test_interrupted_force_export_into_a_shared_folder_never_looks_finished_half
         assert (out / "notes.txt").read_text() == "my notes", f"interrupted at step {step}"
         state = {k: v for k, v in snapshot(out).items() if k != "notes.txt"}
         # a half-replaced folder keeps a manifest its files fail: loading refuses it
-        assert state in (old, new) or verify_folder(out) != [], f"interrupted at step {step}: a half export that verifies"
+        assert state in (old, new) or verify_folder(out) != [], f"step {step}: a half export that verifies"
         assert "manifest.json" in state
         if not interrupted:
             break
@@ -307,6 +310,53 @@ def test_incomplete_checkpoints_are_refused_before_writing_anything(
     assert_one_line_error(code, err, fragment)
     assert not (tmp_path / "out").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def _pickled_shards(source: Path, dest: Path) -> Path:
+    """``source`` as two pytorch_model-*.bin shards with pytorch_model.bin.index.json (as UniNER ships)."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    dest.mkdir()
+    model = LlamaForCausalLM.from_pretrained(source)
+    model.config.save_pretrained(dest)
+    state = model.state_dict()
+    names = sorted(state)
+    shards = {"pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+              "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :]}
+    for shard, members in shards.items():
+        torch.save({n: state[n].clone() for n in members}, dest / shard)
+    weight_map = {n: shard for shard, members in shards.items() for n in members}
+    (dest / "pytorch_model.bin.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    for name in ("tokenizer.model", "tokenizer_config.json"):
+        shutil.copy(source / name, dest / name)
+    return dest
+
+
+@pytest.mark.parametrize(
+    ("breakage", "fragment"),
+    [
+        ("missing_shard", "got 1 missing: pytorch_model-00002-of-00002.bin"),
+        ("shard_lacks_what_the_index_lists", "got 1 missing: model.norm.weight"),
+    ],
+)
+def test_pickled_shards_are_checked_against_their_index_and_their_contents(
+    tiny_spm_hf, tmp_path, capsys, breakage, fragment
+):
+    import torch
+
+    model = _pickled_shards(tiny_spm_hf, tmp_path / "model")
+    weight_map = json.loads((model / "pytorch_model.bin.index.json").read_text())["weight_map"]
+    if breakage == "missing_shard":
+        (model / "pytorch_model-00002-of-00002.bin").unlink()
+    else:
+        shard = model / weight_map["model.norm.weight"]
+        state = torch.load(shard, weights_only=True)
+        del state["model.norm.weight"]
+        torch.save(state, shard)
+    code, _, err = run(["gguf", model, "--out", tmp_path / "out", "--outtype", "f32", "--allow-pickle", "-q"], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 
 
 # -- 3. a corrupt source is one line on stderr, for both exporters ---------------------------
@@ -366,7 +416,9 @@ def _break(model: Path, breakage: str) -> None:
         ("tokenizer_json_invalid", "tokenizer.json, got: Expecting"),
     ],
 )
-def test_corrupt_sources_are_one_line_errors_and_write_nothing(tiny_spm_hf, tmp_path, capsys, command, breakage, fragment):
+def test_corrupt_sources_are_one_line_errors_and_write_nothing(
+    tiny_spm_hf, tmp_path, capsys, command, breakage, fragment
+):
     model = copy_model(tiny_spm_hf, tmp_path / "model")
     _break(model, breakage)
     code, _, err = run([command, model, "--out", tmp_path / "out", "-q"], capsys)
@@ -374,11 +426,22 @@ def test_corrupt_sources_are_one_line_errors_and_write_nothing(tiny_spm_hf, tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-def test_garbage_sentencepiece_model_is_a_one_line_error(tiny_spm_hf, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("breakage", "fragment"),
+    [
+        ("tokenizer_model_garbage", "expected a SentencePiece model in"),
+        ("bpe_tokenizer_json_without_vocab", "tokenizer.json, got one without a readable vocab"),
+    ],
+)
+def test_unreadable_tokenizer_files_are_one_line_errors(tiny_spm_hf, tmp_path, capsys, breakage, fragment):
     model = copy_model(tiny_spm_hf, tmp_path / "model")
-    _break(model, "tokenizer_model_garbage")
+    if breakage == "tokenizer_model_garbage":
+        _break(model, breakage)
+    else:  # a byte-level BPE model (as SmolLM2's) whose tokenizer.json lacks its vocabulary
+        (model / "tokenizer.model").unlink()
+        (model / "tokenizer.json").write_text('{"model": {"type": "BPE", "merges": []}}')
     code, _, err = run(["gguf", model, "--out", tmp_path / "out", "-q"], capsys)
-    assert_one_line_error(code, err, "expected a SentencePiece model in")
+    assert_one_line_error(code, err, fragment)
     assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 
 
@@ -453,7 +516,8 @@ def test_successful_onnx_export_removes_build_folders_of_killed_runs(tiny_spm_hf
 def test_gguf_threads_above_the_limit_are_refused_before_any_work(tiny_spm_hf, tmp_path, capsys):
     from uner.base import MAX_THREADS
 
-    code, _, err = run(["gguf", tiny_spm_hf, "--out", tmp_path / "out", "--quant", "q8_0", "--threads", MAX_THREADS + 1], capsys)
+    argv = ["gguf", tiny_spm_hf, "--out", tmp_path / "out", "--quant", "q8_0", "--threads", MAX_THREADS + 1]
+    code, _, err = run(argv, capsys)
     assert_one_line_error(code, err, str(MAX_THREADS), exit_code=2)
     assert not (tmp_path / "out").exists()
 

@@ -31,3 +31,30 @@ def test_the_base_model_alone_does_not(smollm2_hf):
     with load(smollm2_hf, max_new_tokens=24) as ner:
         raws = [ner.answer(q.text, q.label) for q in queries]
     assert official_score(raws, [q.gold for q in queries]).n_correct == 0, raws
+
+
+def test_an_interrupted_build_of_the_embedded_model_leaves_nothing_to_reuse(tmp_path, monkeypatch):
+    import transformers
+
+    from uner.toolkit.embedded import materialize_smollm2
+
+    dest = tmp_path / "SmolLM2-135M-Instruct"
+
+    def crash(self, *args, **kwargs):
+        raise KeyboardInterrupt  # as if the user pressed Ctrl-C after the weights were written
+
+    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", crash)
+    try:
+        materialize_smollm2(dest)
+    except KeyboardInterrupt:
+        pass
+    assert not dest.exists()
+    assert not list(tmp_path.iterdir()), "no scratch folder left behind"
+
+
+def test_the_embedded_adapter_is_package_data():
+    from importlib import resources
+
+    adapter = resources.files("uner.bench").joinpath("uniner_smol/adapter")
+    assert adapter.joinpath("adapter_config.json").is_file()
+    assert adapter.joinpath("adapter_model.safetensors").is_file()

@@ -84,7 +84,8 @@ def _table(config: dict, key: str) -> dict:
 def _rope_theta(config: dict) -> float:
     # transformers 5 nests it in rope_parameters, 4.x keeps it at the top, LLaMA-1 configs omit it.
     nested = _table(config, "rope_parameters")
-    for key, value in (("rope_parameters.rope_theta", nested.get("rope_theta")), ("rope_theta", config.get("rope_theta"))):
+    candidates = (("rope_parameters.rope_theta", nested.get("rope_theta")), ("rope_theta", config.get("rope_theta")))
+    for key, value in candidates:
         if value is not None:
             return _positive_float(value, key)
     return LLAMA1_ROPE_THETA
@@ -195,13 +196,6 @@ class HFCheckpoint:
     def name(self) -> str:
         return self.folder.resolve().name
 
-    @property
-    def input_files(self) -> list[Path]:
-        """Every file of the folder the export reads: config, tokenizer and side files, the
-        shard index and the weights (outputs must never land on one of them)."""
-        names = ("config.json", *SIDE_FILES, SAFETENSORS_INDEX, PICKLE_INDEX)
-        return [self.folder / n for n in names if (self.folder / n).is_file()] + list(self.weight_files)
-
     def _read_config(self) -> dict:
         path = self.folder / "config.json"
         if not path.is_file():
@@ -215,7 +209,9 @@ class HFCheckpoint:
             return None
         weight_map = read_json_object(path).get("weight_map")
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-            raise CheckpointError(f"expected a weight_map of tensor names to shard files in {path}, got {weight_map!r:.80}")
+            raise CheckpointError(
+                f"expected a weight_map of tensor names to shard files in {path}, got {weight_map!r:.80}"
+            )
         shards = sorted(set(weight_map.values()))
         if odd := [s for s in shards if Path(s).name != s or s in ("", ".", "..")]:
             raise CheckpointError(f"expected shard file names in {path}, got {odd[0]!r}")

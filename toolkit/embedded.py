@@ -10,6 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from uner.toolkit.errors import CheckpointError
@@ -43,26 +46,37 @@ def materialize_smollm2(dest: str | Path) -> Path:
     """Write SmolLM2-135M-Instruct as a HF folder (fp16 safetensors + tokenizer) at ``dest``.
 
     The Q4_1 weights are dequantized by transformers and stored as fp16, the dtype UniNER
-    checkpoints ship in. Returns ``dest``; an existing complete folder is reused.
+    checkpoints ship in. Returns ``dest``; an existing folder is reused. The folder is built
+    beside ``dest`` and renamed into place when complete, so an interrupted build never leaves
+    a folder that would be reused as finished.
     """
     dest = Path(dest)
-    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
+    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file() and (dest / "tokenizer.json").is_file():
         return dest
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
     gguf_path = smollm2_gguf()
-    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config  # a GGUF-quantized model refuses save_pretrained
-    config.dtype = torch.float16
-    clean = LlamaForCausalLM(config)
-    clean.load_state_dict(loaded.state_dict())
-    clean.to(torch.float16).save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    _restore_pre_tokenizer(dest / "tokenizer.json")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    try:
+        building = scratch / dest.name
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # a GGUF-quantized model refuses save_pretrained
+        config.dtype = torch.float16
+        clean = LlamaForCausalLM(config)
+        clean.load_state_dict(loaded.state_dict())
+        clean.to(torch.float16).save_pretrained(building)
+        tokenizer.save_pretrained(building)
+        _restore_pre_tokenizer(building / "tokenizer.json")
+        if dest.exists():  # an incomplete folder from before: replaced whole
+            os.replace(dest, scratch / "previous")
+        os.replace(building, dest)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return dest
 
 

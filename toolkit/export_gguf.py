@@ -81,8 +81,12 @@ def _add_provenance(writer: gguf.GGUFWriter, ckpt: HFCheckpoint, source: str) ->
 
 
 def _planned_tensors(ckpt: HFCheckpoint, names: LlamaTensorMap):
+    tensors = list(ckpt.tensors())
+    # the names the weights really hold: a pickle shard index (checked up front) only says
+    # what its shards should hold
+    ckpt.check_complete(hf_name for hf_name, _, _ in tensors)
     planned = []
-    for hf_name, shape, load in ckpt.tensors():
+    for hf_name, shape, load in tensors:
         if names.is_skipped(hf_name):
             continue
         if hf_name == "lm_head.weight" and ckpt.params.tie_embeddings:

@@ -27,7 +27,8 @@ from uner.toolkit.errors import OutputExists
 
 __all__ = [
     "MANIFEST", "PARTIAL_SUFFIX", "atomic_path", "check_apart", "check_writable", "exchange_paths", "file_entry",
-    "install_folder", "partial_prefix", "read_own_manifest", "remove_stale_partials", "sha256_file", "umask", "update_manifest", "write_json_atomic",
+    "install_folder", "partial_prefix", "read_own_manifest", "remove_stale_partials", "sha256_file", "umask",
+    "update_manifest", "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)
@@ -72,7 +73,9 @@ def check_apart(out: Path, source: Path, what: str = "source") -> None:
     o, s = Path(out).resolve(), Path(source).resolve()
     relation = "is" if o == s else "is inside" if s in o.parents else "contains" if o in s.parents else None
     if relation:
-        raise InputError(f"expected an output folder apart from the {what} folder {source}, got {out}, which {relation} it")
+        raise InputError(
+            f"expected an output folder apart from the {what} folder {source}, got {out}, which {relation} it"
+        )
 
 
 def read_own_manifest(folder: Path, kind: str) -> dict | None:
@@ -90,7 +93,9 @@ def read_own_manifest(folder: Path, kind: str) -> dict | None:
     if got != kind or not isinstance(manifest.get("files"), dict):
         what = f"a {got!r} manifest" if got else "a manifest.json that is not one of ours"
         article = "an" if kind[0] in "aeiou" else "a"
-        raise InputError(f"expected no {MANIFEST} in {folder} or {article} {kind} export's, got {what}: choose another --out")
+        raise InputError(
+            f"expected no {MANIFEST} in {folder} or {article} {kind} export's, got {what}: choose another --out"
+        )
     return manifest
 
 

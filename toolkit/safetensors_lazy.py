@@ -75,7 +75,9 @@ def read_index(file: Path) -> dict[str, TensorEntry]:
     """Tensor entries of one .safetensors file, validated against the file size."""
     size, data_start, header = _read_header(file)
     if not isinstance(header, dict):
-        raise CheckpointError(f"expected a JSON object as the safetensors header of {file.name}, got a {type(header).__name__}")
+        raise CheckpointError(
+            f"expected a JSON object as the safetensors header of {file.name}, got a {type(header).__name__}"
+        )
     entries: dict[str, TensorEntry] = {}
     for name, info in header.items():
         if name == "__metadata__":

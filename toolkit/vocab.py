@@ -90,8 +90,11 @@ def _byte_level_bpe(folder: Path) -> VocabData:
         return _read_byte_level_bpe(folder, read_json_object(path))
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         # a hand-edited or truncated-then-repaired file: name it instead of showing a traceback
-        raise CheckpointError(f"expected a Hugging Face tokenizer.json in {path}, got one without a readable "
-                              f"{exc.args[0] if isinstance(exc, KeyError) else 'structure'} ({type(exc).__name__})") from exc
+        what = exc.args[0] if isinstance(exc, KeyError) else "structure"
+        raise CheckpointError(
+            f"expected a Hugging Face tokenizer.json in {path}, got one without a readable {what} "
+            f"({type(exc).__name__})"
+        ) from exc
 
 
 def _read_byte_level_bpe(folder: Path, tokenizer_json: dict) -> VocabData:
@@ -124,7 +127,9 @@ def _special_ids(folder: Path, vocab_size: int) -> dict[str, int]:
     try:
         special = gguf.vocab.SpecialVocab(folder, load_merges=False, n_vocab=vocab_size)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
-        raise CheckpointError(f"expected readable special tokens in the tokenizer files of {folder}, got: {exc!r}") from exc
+        raise CheckpointError(
+            f"expected readable special tokens in the tokenizer files of {folder}, got: {exc!r}"
+        ) from exc
     return dict(special.special_token_ids)
 
 
