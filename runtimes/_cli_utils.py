@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from uner.base import MAX_THREADS
+from uner.checks import MAX_THREADS
 from uner.errors import UnerError
 
 

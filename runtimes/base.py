@@ -17,7 +17,7 @@ from typing import Protocol, runtime_checkable
 from uner.constraints import TokenTable, check_constraint, make_picker_factory
 from uner.engine import EngineStats, Job, decode_jobs
 from uner.entity import Entity
-from uner.checks import MAX_THREADS, check_labels, check_text, check_threads, encode_utf8  # noqa: F401 (re-exported)
+from uner.checks import check_labels, check_text
 from uner.errors import ExtractorBusy, ExtractorClosed, InputError
 from uner.grounding import ground
 from uner.parsing import parse_answer
@@ -291,6 +291,7 @@ class GenerativeExtractor(ABC):
 
     def windows(self, text: str, labels: Sequence[str]) -> list[tuple[int, str]]:
         """``(offset, piece)`` windows of ``text`` whose prompts for every label fit the window."""
+        labels = check_labels(labels)  # a bad label is named as such, not as a place in a prompt
         overhead = max(len(self.prompt_ids("", label)) for label in labels)
         budget = min(self.window, self.context_length) - self.max_new_tokens - overhead - _SLACK
         if budget < 16:

@@ -15,6 +15,11 @@ def check_labels(labels: Iterable[str] | str) -> list[str]:
     cleaned = list(dict.fromkeys(label.strip() for label in labels if label and label.strip()))
     if not cleaned:
         raise InputError("expected at least one entity label, got none")
+    for label in cleaned:  # checked here, so the error names the label, not a place in the prompt
+        try:
+            encode_utf8(label)
+        except InputError as exc:
+            raise InputError(f"{exc} of the label {label!r}") from None
     return cleaned
 
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from uner.base import check_text, encode_utf8
+from uner.checks import check_text, encode_utf8
 from uner.errors import InputError
 
 
@@ -38,6 +38,8 @@ def read_texts(path: Path) -> list[str]:
         if document.problem is not None:
             raise InputError(f"{document.problem} (line {number} of {path})")
         texts.append(document.text)
+    if not texts:  # not "got neither": the file was given, it holds nothing to read
+        raise InputError(f"expected at least one text in {path}, got none (the file is empty or blank)")
     return texts
 
 
@@ -110,6 +112,8 @@ def iter_documents(path: Path) -> Iterator[Document]:
     ``text`` (and ``id``, else the line number) for ``.jsonl``, else one text per line with its
     line number as id. A line that cannot be read is yielded with its ``problem`` (the caller
     skips and reports it); ids used twice are an error, as results could not be told apart."""
+    if path.is_dir():
+        raise InputError(f"expected an input file, got the folder {path}")
     if not path.is_file():
         raise InputError(f"expected an input file, got {path}, which does not exist")
     seen: set[str] = set()

@@ -36,6 +36,8 @@ def file_entry(path: Path) -> dict:
 def read_manifest(folder: Path) -> dict:
     """``folder/manifest.json``, with a clear error when it is missing or not a manifest."""
     path = Path(folder) / MANIFEST
+    if Path(folder).is_file():  # else reported as a manifest that is not JSON ("Not a directory")
+        raise InputError(f"expected an export folder holding {MANIFEST}, got the file {folder}")
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -208,3 +208,22 @@ def test_an_unknown_embedding_type_fails_before_converting(tiny_spm_hf, tmp_path
     code, _, err = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--quant", "q8_0", "--embedding-type", "q3"], capsys)
     assert_one_line_error(code, err, "expected an embedding type")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], "f32"), (["--kv-cache", "f16"], "f16"), (["--kv-cache", "f32"], "f32")])
+def test_extract_runs_f32_files_with_the_kv_cache_asked_for(tiny_spm_ggufs, capsys, monkeypatch, flag, expected):
+    import uner.cli as cli
+
+    seen = []
+    real_load = cli.load
+    monkeypatch.setattr(cli, "load", lambda *a, **k: seen.append(ner := real_load(*a, **k)) or ner)
+    code, out, err = run(uner, ["extract", "-m", tiny_spm_ggufs["f32"], "-l", "person", "-t", "Paris", "--max-new-tokens", "4", "-q", *flag], capsys)
+    assert code == 0, err
+    assert [ner.kv_cache_type for ner in seen] == [expected]
+
+
+def test_recipe_help_lists_the_shipped_recipes(capsys):
+    code, out, _ = run(uner_export, ["recipe", "--help"], capsys)
+    assert code == 0
+    for name in ("UniNER-7B-type", "UniNER-7B-definition", "UniNER-7B-type-sup", "UniNER-7B-all", "uniner-smol-135m"):
+        assert name in out

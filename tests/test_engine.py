@@ -48,21 +48,21 @@ def test_quantized_llamacpp_files_agree_on_almost_every_answer(uniner_smol_ggufs
 
 
 def test_the_parity_check_catches_a_branch_that_loses_a_token(uniner_smol_ggufs, monkeypatch):
-    from uner.llamacpp_backend import LlamaCppExtractor
+    from uner.llamacpp_branches import LlamaCppBranches
 
-    add = LlamaCppExtractor.add
-    monkeypatch.setattr(LlamaCppExtractor, "add", lambda self, prefix, suffixes: add(self, prefix, [s[1:] for s in suffixes]))
+    add = LlamaCppBranches.add
+    monkeypatch.setattr(LlamaCppBranches, "add", lambda self, prefix, suffixes: add(self, prefix, [s[1:] for s in suffixes]))
     with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW) as ner:
         plain, batched = per_query_and_batched(ner, crossner_texts(per_domain=1)[:1])
     assert batched != plain
 
 
 def test_finished_branches_drop_out_of_the_batch(uniner_smol_ggufs, monkeypatch):
-    from uner.llamacpp_backend import LlamaCppExtractor
+    from uner.llamacpp_branches import LlamaCppBranches
 
     rows = []
-    step = LlamaCppExtractor.step
-    monkeypatch.setattr(LlamaCppExtractor, "step", lambda self, branches, tokens: rows.append(len(branches)) or step(self, branches, tokens))
+    step = LlamaCppBranches.step
+    monkeypatch.setattr(LlamaCppBranches, "step", lambda self, branches, tokens: rows.append(len(branches)) or step(self, branches, tokens))
     text, labels = crossner_texts(per_domain=1)[2]  # answers of several lengths
     with load(uniner_smol_ggufs["q4_k_m"], max_new_tokens=MAX_NEW) as ner:
         outputs = ner.generate_together([ner.prompt_ids(text, label) for label in labels], text)
@@ -72,11 +72,11 @@ def test_finished_branches_drop_out_of_the_batch(uniner_smol_ggufs, monkeypatch)
 
 
 def test_types_that_do_not_fit_the_kv_cache_run_in_several_batches(uniner_smol_ggufs, monkeypatch):
-    from uner.llamacpp_backend import LlamaCppExtractor
+    from uner.llamacpp_branches import LlamaCppBranches
 
     starts = []
-    add = LlamaCppExtractor.add
-    monkeypatch.setattr(LlamaCppExtractor, "add", lambda self, prefix, suffixes: starts.append(len(suffixes)) or add(self, prefix, suffixes))
+    add = LlamaCppBranches.add
+    monkeypatch.setattr(LlamaCppBranches, "add", lambda self, prefix, suffixes: starts.append(len(suffixes)) or add(self, prefix, suffixes))
     text, labels = crossner_texts(per_domain=1)[0]
     with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW, n_ctx=384) as ner:
         plain, batched = per_query_and_batched(ner, [(text, labels)])

@@ -514,7 +514,7 @@ def test_successful_onnx_export_removes_build_folders_of_killed_runs(tiny_spm_hf
 
 
 def test_gguf_threads_above_the_limit_are_refused_before_any_work(tiny_spm_hf, tmp_path, capsys):
-    from uner.base import MAX_THREADS
+    from uner.checks import MAX_THREADS
 
     argv = ["gguf", tiny_spm_hf, "--out", tmp_path / "out", "--quant", "q8_0", "--threads", MAX_THREADS + 1]
     code, _, err = run(argv, capsys)
@@ -523,7 +523,7 @@ def test_gguf_threads_above_the_limit_are_refused_before_any_work(tiny_spm_hf, t
 
 
 def test_export_gguf_ladder_refuses_threads_above_the_limit_before_any_work(tiny_spm_hf, tmp_path):
-    from uner.base import MAX_THREADS
+    from uner.checks import MAX_THREADS
     from uner.toolkit import export_gguf_ladder
 
     with pytest.raises(InputError, match=f"between 1 and {MAX_THREADS}"):

@@ -172,6 +172,8 @@ class HFCheckpoint:
 
     def __init__(self, folder: str | Path, allow_pickle: bool = False) -> None:
         self.folder = Path(folder)
+        if self.folder.is_file():
+            raise CheckpointError(f"expected a model folder (config.json, weights, tokenizer), got the file {self.folder}")
         if not self.folder.is_dir():
             raise CheckpointError(f"expected a model folder, got {self.folder}, which does not exist")
         self.config = self._read_config()

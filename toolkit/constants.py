@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from uner.errors import InputError
+
 from enum import Enum
 
 import gguf
@@ -56,4 +58,12 @@ EMBEDDING_TYPES = {"f32": "GGML_TYPE_F32", "f16": "GGML_TYPE_F16", "q8_0": "GGML
 
 def gguf_file_name(model_name: str, kind: str) -> str:
     """``<name>.<TYPE>.gguf``, the naming the llama.cpp ecosystem uses."""
-    return f"{model_name}.{kind.upper()}.gguf"
+    return f"{check_model_name(model_name)}.{kind.upper()}.gguf"
+
+
+def check_model_name(name: str) -> str:
+    """``name`` when it can be part of a file name: a path in ``--name`` (``../evil``) would
+    write outside the output folder."""
+    if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
+        raise InputError(f"expected a model name (--name) usable in file names (no slashes, not empty), got {name!r}")
+    return name

@@ -33,7 +33,7 @@ from uner.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, che
 from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import SIDE_FILES, HFCheckpoint
-from uner.toolkit.constants import TOOL_NAME
+from uner.toolkit.constants import TOOL_NAME, check_model_name
 from uner.toolkit.errors import CheckpointError, OutputExists
 from uner.toolkit.onnx_quantize import quantize_onnx
 from uner.toolkit.files import (
@@ -282,7 +282,7 @@ def export_onnx(
     check_export_target(precision, device)
     quantization = weight_quantization(precision, device, block_size, accuracy_level)
     source_checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
-    model_name = name or source_checkpoint.name
+    model_name = check_model_name(name or source_checkpoint.name)
     final = Path(out_dir)
     target = final.resolve()  # "--out ." has no name to build a sibling folder from
     check_apart(final, Path(source))

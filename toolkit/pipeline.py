@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from uner import __version__
-from uner.base import check_threads
+from uner.checks import check_threads
 from uner.errors import InputError
 from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import HFCheckpoint
-from uner.toolkit.constants import TOOL_NAME, OutType, gguf_file_name
-from uner.toolkit.files import MANIFEST, check_writable, read_own_manifest, remove_stale_partials, update_manifest
+from uner.toolkit.constants import TOOL_NAME, OutType, check_model_name, gguf_file_name
+from uner.toolkit.files import MANIFEST, check_apart, check_writable, read_own_manifest, remove_stale_partials, update_manifest
 from uner.toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
 from uner.toolkit.export_gguf import export_gguf
 
@@ -78,8 +78,11 @@ def export_gguf_ladder(
     if n_threads is not None:
         check_threads(n_threads)
     checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
-    model_name = name or checkpoint.name
+    model_name = check_model_name(name or checkpoint.name)
     out = Path(out_dir)
+    check_apart(out, checkpoint.folder)
+    if adapter:
+        check_apart(out, Path(adapter), "adapter")
     previous = read_own_manifest(out, "gguf")  # another export's manifest would be overwritten
     planned = [out / gguf_file_name(model_name, kind) for kind in [outtype.value, *quant_list]]
     check_writable(planned, force)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from uner.base import check_threads
+from uner.checks import check_threads
 from uner.errors import BackendUnavailable, InputError
 from uner.llamacpp_backend import route_llama_logs
 from uner.toolkit.constants import EMBEDDING_TYPES, QUANT_TYPES, gguf_file_name

@@ -29,6 +29,12 @@ else:  # pragma: no cover - Python 3.10
 #: so a wheel carries them
 RECIPES_PACKAGE = "uner.export_recipes"
 _TOP_KEYS = {"name", "source", "revision", "license", "base_model", "description", "allow_pickle", "gguf", "onnx", "bench", "gates"}
+#: the keys each table may hold ([gates] is keyed by variant names, checked against those)
+_TABLE_KEYS = {
+    "gguf": {"outtype", "types"},
+    "onnx": {"precisions"},
+    "bench": {"data", "limit", "max_new_tokens", "reference_device", "reference_dtype"},
+}
 
 
 @dataclass(frozen=True)
@@ -131,6 +137,9 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 def _parse(data: dict, path: Path) -> Recipe:
     if unknown := set(data) - _TOP_KEYS:
         raise RecipeError(f"expected keys among {', '.join(sorted(_TOP_KEYS))}, got {', '.join(sorted(unknown))}")
+    for table, allowed in _TABLE_KEYS.items():  # a typo (limt = 4) must not be ignored silently
+        if isinstance(data.get(table), dict) and (unknown := set(data[table]) - allowed):
+            raise RecipeError(f"expected [{table}] keys among {', '.join(sorted(allowed))}, got {', '.join(sorted(unknown))}")
     name = _text(data, "name")
     gguf, onnx = _table(data, "gguf"), _table(data, "onnx")
     gates = _table(data, "gates")
