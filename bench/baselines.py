@@ -27,7 +27,9 @@ from uner.prompt import render_prompt
 class NaiveTransformers:
     name = "hf-naive"
 
-    def __init__(self, path: str | Path, n_threads: int | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+    def __init__(
+        self, path: str | Path, n_threads: int | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> None:
         try:
             import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -44,10 +46,11 @@ class NaiveTransformers:
         inputs = self.tokenizer(render_prompt(text, label, eos=self.tokenizer.eos_token), return_tensors="pt")
         started = time.perf_counter()
         with self._torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False,
-                                         pad_token_id=self.tokenizer.eos_token_id)
+            output = self.model.generate(
+                **inputs, max_new_tokens=self.max_new_tokens, do_sample=False, pad_token_id=self.tokenizer.eos_token_id
+            )
         seconds = time.perf_counter() - started
-        new = output[0, inputs["input_ids"].shape[1]:]
+        new = output[0, inputs["input_ids"].shape[1] :]
         raw = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return TimedAnswer(raw, int(inputs["input_ids"].shape[1]), int(len(new)), seconds, 0.0)
 
@@ -83,7 +86,9 @@ def _without_amx_repacking() -> Iterator[None]:
 class NaiveLlamaCpp:
     name = "llamacpp-naive"
 
-    def __init__(self, path: str | Path, n_threads: int | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> None:
+    def __init__(
+        self, path: str | Path, n_threads: int | None = None, max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    ) -> None:
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -95,11 +100,14 @@ class NaiveLlamaCpp:
 
     def timed_answer(self, text: str, label: str) -> TimedAnswer:
         started = time.perf_counter()
-        result = self.llm.create_completion(render_prompt(text, label, eos=self.eos_text),
-                                            max_tokens=self.max_new_tokens, temperature=0.0)
+        result = self.llm.create_completion(
+            render_prompt(text, label, eos=self.eos_text), max_tokens=self.max_new_tokens, temperature=0.0
+        )
         seconds = time.perf_counter() - started
         usage = result["usage"]
-        return TimedAnswer(result["choices"][0]["text"].strip(), usage["prompt_tokens"], usage["completion_tokens"], seconds, 0.0)
+        return TimedAnswer(
+            result["choices"][0]["text"].strip(), usage["prompt_tokens"], usage["completion_tokens"], seconds, 0.0
+        )
 
     def close(self) -> None:
         self.llm.close()

@@ -10,11 +10,19 @@ from typing import Annotated
 
 import typer
 
+from uner._cli_utils import (
+    AllowPickleRunOpt,
+    KvCacheChoice,
+    KvCacheOpt,
+    QuietOpt,
+    ThreadsOpt,
+    backend_options,
+    setup_logging,
+)
+from uner.base import DEFAULT_MAX_NEW_TOKENS
 from uner.bench.machine import machine_info, versions
 from uner.bench.report import markdown, plots, summarize, write_predictions, write_text_atomic
 from uner.bench.suite import load_datasets, plan_variants, run_variant_isolated
-from uner._cli_utils import AllowPickleRunOpt, KvCacheChoice, KvCacheOpt, QuietOpt, ThreadsOpt, backend_options, setup_logging
-from uner.base import DEFAULT_MAX_NEW_TOKENS
 from uner.constraints import CONSTRAINTS, check_constraint
 from uner.errors import InputError
 
@@ -52,8 +60,15 @@ def run_bench(
     if not data:
         raise InputError("expected at least one --data file, got none")
     datasets = load_datasets(data, limit)  # first: a bad data file is an error before any model is built
-    specs = plan_variants(reference, candidates, baselines, per_query, tuple(check_constraint(c) for c in constraints), reference_options,
-                          gguf_options)
+    specs = plan_variants(
+        reference,
+        candidates,
+        baselines,
+        per_query,
+        tuple(check_constraint(c) for c in constraints),
+        reference_options,
+        gguf_options,
+    )
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
     runs = [run_variant_isolated(spec, datasets, threads, max_new_tokens) for spec in specs]
@@ -78,23 +93,69 @@ def run_bench(
 
 
 def bench(
-    reference: Annotated[str, typer.Option("--reference", "-r", help="Hugging Face folder, Hub id or reference name (uniner-smol-135m), run on torch.", show_default=False)],
-    data: Annotated[list[Path], typer.Option("--data", "-d", help="UniNER eval JSON or CoNLL/BIO file (repeatable).", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for results.json, report.md, plots.", show_default=False)],
+    reference: Annotated[
+        str,
+        typer.Option(
+            "--reference",
+            "-r",
+            help="Hugging Face folder, Hub id or reference name (uniner-smol-135m), run on torch.",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        list[Path],
+        typer.Option("--data", "-d", help="UniNER eval JSON or CoNLL/BIO file (repeatable).", show_default=False),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder for results.json, report.md, plots.", show_default=False)
+    ],
     candidate: Annotated[
         list[str] | None,
-        typer.Option("--candidate", "-c", help="An artifact to compare: GGUF file, ONNX folder, HF folder (repeatable).", show_default=False),
+        typer.Option(
+            "--candidate",
+            "-c",
+            help="An artifact to compare: GGUF file, ONNX folder, HF folder (repeatable).",
+            show_default=False,
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Queries per data file, as a deterministic sample of whole texts.", show_default=False)] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help="Queries per data file, as a deterministic sample of whole texts.",
+            show_default=False,
+        ),
+    ] = None,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the naive per-query baselines.")] = False,
-    per_query: Annotated[bool, typer.Option("--per-query", help="Also run every candidate one prompt per query (its own unbatched path).")] = False,
+    per_query: Annotated[
+        bool,
+        typer.Option("--per-query", help="Also run every candidate one prompt per query (its own unbatched path)."),
+    ] = False,
     constrain: Annotated[
         list[str] | None,
-        typer.Option("--constrain", help=f"Also run every candidate with this output constraint ({', '.join(CONSTRAINTS)}; repeatable).", show_default=False),
+        typer.Option(
+            "--constrain",
+            help=f"Also run every candidate with this output constraint ({', '.join(CONSTRAINTS)}; repeatable).",
+            show_default=False,
+        ),
     ] = None,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
-    reference_device: Annotated[str, typer.Option("--reference-device", help="Torch device of the reference: cpu, cuda, auto (cuda when available).")] = "cpu",
-    reference_dtype: Annotated[str, typer.Option("--reference-dtype", help="Reference dtype: float32, float16, bfloat16, auto (float16 on a GPU, float32 on CPU).")] = "float32",
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")
+    ] = DEFAULT_MAX_NEW_TOKENS,
+    reference_device: Annotated[
+        str,
+        typer.Option(
+            "--reference-device", help="Torch device of the reference: cpu, cuda, auto (cuda when available)."
+        ),
+    ] = "cpu",
+    reference_dtype: Annotated[
+        str,
+        typer.Option(
+            "--reference-dtype",
+            help="Reference dtype: float32, float16, bfloat16, auto (float16 on a GPU, float32 on CPU).",
+        ),
+    ] = "float32",
     kv_cache: KvCacheOpt = KvCacheChoice.auto,
     allow_pickle: AllowPickleRunOpt = False,
     threads: ThreadsOpt = None,
@@ -102,11 +163,24 @@ def bench(
 ) -> None:
     """Official UniNER F1, agreement with the reference, and speed against naive baselines, in one run."""
     setup_logging(quiet)
-    results = run_bench(reference, candidate or [], data, out, limit=limit, baselines=not no_baselines,
-                        threads=threads, max_new_tokens=max_new_tokens, per_query=per_query, constraints=tuple(constrain or ()),
-                        reference_options={"device": reference_device, "dtype": reference_dtype,
-                                           **backend_options(KvCacheChoice.auto, allow_pickle)},
-                        gguf_options=backend_options(kv_cache, False))
+    results = run_bench(
+        reference,
+        candidate or [],
+        data,
+        out,
+        limit=limit,
+        baselines=not no_baselines,
+        threads=threads,
+        max_new_tokens=max_new_tokens,
+        per_query=per_query,
+        constraints=tuple(constrain or ()),
+        reference_options={
+            "device": reference_device,
+            "dtype": reference_dtype,
+            **backend_options(KvCacheChoice.auto, allow_pickle),
+        },
+        gguf_options=backend_options(kv_cache, False),
+    )
     if not quiet:
         typer.echo(markdown(results))
     typer.echo(str(out / "results.json"))

@@ -34,7 +34,11 @@ def tensor_shapes() -> list[tuple[str, tuple[int, ...]]]:
     for i in range(SHAPE["n_layer"]):
         p = f"model.layers.{i}."
         shapes += [(p + f"self_attn.{n}_proj.weight", (h, h)) for n in "qkvo"]
-        shapes += [(p + "mlp.gate_proj.weight", (f, h)), (p + "mlp.up_proj.weight", (f, h)), (p + "mlp.down_proj.weight", (h, f))]
+        shapes += [
+            (p + "mlp.gate_proj.weight", (f, h)),
+            (p + "mlp.up_proj.weight", (f, h)),
+            (p + "mlp.down_proj.weight", (h, f)),
+        ]
         shapes += [(p + "input_layernorm.weight", (h,)), (p + "post_attention_layernorm.weight", (h,))]
     return shapes + [("model.norm.weight", (h,)), ("lm_head.weight", (v, h))]
 
@@ -72,17 +76,33 @@ def write_index(folder: Path) -> None:
 def make_checkpoint(folder: Path, n_shards: int = 3) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     config = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": SHAPE["hidden"], "intermediate_size": SHAPE["ffn"],
-        "num_hidden_layers": SHAPE["n_layer"], "num_attention_heads": SHAPE["n_head"],
-        "max_position_embeddings": SHAPE["ctx"], "rms_norm_eps": 1e-6, "vocab_size": SHAPE["vocab"],
-        "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "torch_dtype": "float16",
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": SHAPE["hidden"],
+        "intermediate_size": SHAPE["ffn"],
+        "num_hidden_layers": SHAPE["n_layer"],
+        "num_attention_heads": SHAPE["n_head"],
+        "max_position_embeddings": SHAPE["ctx"],
+        "rms_norm_eps": 1e-6,
+        "vocab_size": SHAPE["vocab"],
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "pad_token_id": 0,
+        "torch_dtype": "float16",
         "tie_word_embeddings": False,
     }  # LLaMA-1-era config: no rope_theta, like UniNER's
     (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True}
-    ))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "LlamaTokenizer",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "add_bos_token": True,
+            }
+        )
+    )
     shutil.copy(TOKENIZER, folder / "tokenizer.model")
     shapes = tensor_shapes()
     per_shard = -(-len(shapes) // n_shards)
@@ -110,7 +130,15 @@ def run_sampling_anon(command: list[str]) -> int:
 
 
 def export_command(args: argparse.Namespace, source: Path, out: Path) -> list[str]:
-    command = [str(ROOT / ".venv" / "bin" / "uner-export"), args.format, str(source), "--out", str(out), "--force", "--quiet"]
+    command = [
+        str(ROOT / ".venv" / "bin" / "uner-export"),
+        args.format,
+        str(source),
+        "--out",
+        str(out),
+        "--force",
+        "--quiet",
+    ]
     if args.format == "gguf":
         return command + ["--outtype", args.outtype] + (["--quant", args.quant] if args.quant else [])
     return command + ["--precision", args.precision]
@@ -139,13 +167,15 @@ def main() -> None:
     source_bytes = sum(p.stat().st_size for p in source.glob("*.safetensors"))
     outputs = [p for p in sorted(out.iterdir()) if p.is_file()] if out.is_dir() else []
     report = {
-        "shape": SHAPE, "format": args.format,
+        "shape": SHAPE,
+        "format": args.format,
         "variant": args.precision if args.format == "onnx" else {"outtype": args.outtype, "quant": args.quant or None},
         "source_gb": round(source_bytes / 1e9, 2),
         "outputs_gb": {p.name: round(p.stat().st_size / 1e9, 2) for p in outputs if p.stat().st_size > 1e8},
         # RSS counts memory-mapped checkpoint pages, which the kernel can drop; anonymous
         # memory is what must fit in RAM.
-        "peak_rss_gib": round(peak_kib / 2**20, 3), "peak_anon_gib": round(peak_anon_kib / 2**20, 3),
+        "peak_rss_gib": round(peak_kib / 2**20, 3),
+        "peak_anon_gib": round(peak_anon_kib / 2**20, 3),
         "seconds": round(elapsed, 1),
     }
     print(json.dumps(report, indent=2))

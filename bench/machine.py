@@ -71,5 +71,7 @@ def artifact_bytes(path: str | Path) -> int:
     path = Path(path)
     if path.is_file():
         return path.stat().st_size
-    weights = [p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf") or p.name.startswith("model.onnx")]
+    weights = [
+        p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf") or p.name.startswith("model.onnx")
+    ]
     return sum(p.stat().st_size for p in weights)

@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from uner.onnx_backend import OnnxExtractor  # noqa: E402
-from uner.torch_backend import TorchExtractor  # noqa: E402
 from uner.eval_data import read_queries  # noqa: E402
+from uner.onnx_backend import OnnxExtractor  # noqa: E402
 from uner.toolkit.embedded import materialize_smollm2  # noqa: E402
 from uner.toolkit.export_onnx import export_onnx  # noqa: E402
+from uner.torch_backend import TorchExtractor  # noqa: E402
 
 VARIANTS = {  # name -> export_onnx arguments
     "fp32": {"precision": "fp32"},
@@ -72,14 +72,26 @@ def main() -> None:
     args = parser.parse_args()
     source = args.source or materialize_smollm2(args.work / "SmolLM2-135M-Instruct")
     data = ROOT.parent / "shared" / "data"
-    files = ["crossner_ai/CrossNER_AI.json", "crossner_literature/CrossNER_literature.json", "crossner_music/CrossNER_music.json"]
+    files = [
+        "crossner_ai/CrossNER_AI.json",
+        "crossner_literature/CrossNER_literature.json",
+        "crossner_music/CrossNER_music.json",
+    ]
     queries = [(q.text, q.label) for f in files for q in read_queries(data / f)[: args.per_domain]]
     with TorchExtractor(source, n_threads=args.threads) as reference:
         prompts = [reference.prompt_ids(text, label) for text, label in queries]
         expected, torch_seconds = run_queries(reference, prompts)
     torch_tokens = sum(map(len, expected))
-    rows = [{"variant": "torch fp32", "size_mb": None, "identical": 1.0, "prefix": 1.0,
-             "tok_s": torch_tokens / torch_seconds, "x_torch": 1.0}]
+    rows = [
+        {
+            "variant": "torch fp32",
+            "size_mb": None,
+            "identical": 1.0,
+            "prefix": 1.0,
+            "tok_s": torch_tokens / torch_seconds,
+            "x_torch": 1.0,
+        }
+    ]
     for name in args.variants.split(","):
         folder = args.work / name
         if not (folder / "manifest.json").is_file():
@@ -87,19 +99,26 @@ def main() -> None:
         with OnnxExtractor(folder, n_threads=args.threads) as candidate:
             got, seconds = run_queries(candidate, prompts)
         tokens = sum(map(len, got))
-        rows.append({
-            "variant": name, "size_mb": round(folder_bytes(folder) / 1e6, 1),
-            "identical": sum(a == b for a, b in zip(expected, got)) / len(prompts),
-            "prefix": sum(shared_prefix(a, b) for a, b in zip(expected, got)) / len(prompts),
-            "tok_s": tokens / seconds, "x_torch": (tokens / seconds) / (torch_tokens / torch_seconds),
-        })
+        rows.append(
+            {
+                "variant": name,
+                "size_mb": round(folder_bytes(folder) / 1e6, 1),
+                "identical": sum(a == b for a, b in zip(expected, got)) / len(prompts),
+                "prefix": sum(shared_prefix(a, b) for a, b in zip(expected, got)) / len(prompts),
+                "tok_s": tokens / seconds,
+                "x_torch": (tokens / seconds) / (torch_tokens / torch_seconds),
+            }
+        )
         print(json.dumps(rows[-1]), file=sys.stderr)
     print(f"{len(prompts)} CrossNER queries, {args.threads} threads, model {source.name}\n")
     print("| variant | size MB | identical to torch | torch answer reproduced | gen tok/s | x torch |")
     print("|---|---|---|---|---|---|")
     for row in rows:
         size = "-" if row["size_mb"] is None else f"{row['size_mb']:.1f}"
-        print(f"| {row['variant']} | {size} | {row['identical']:.0%} | {row['prefix']:.0%} | {row['tok_s']:.1f} | {row['x_torch']:.2f} |")
+        print(
+            f"| {row['variant']} | {size} | {row['identical']:.0%} | {row['prefix']:.0%} | {row['tok_s']:.1f} | "
+            f"{row['x_torch']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -24,23 +24,41 @@ Examples:
 Recipes: {names} (export_recipes/), or a path to a .toml file.
 """
 
+
 def recipe(
-    name: Annotated[str, typer.Argument(help="Recipe name (export_recipes/NAME.toml) or path to a recipe file.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (the layout of the Hub repo).", show_default=False)],
+    name: Annotated[
+        str, typer.Argument(help="Recipe name (export_recipes/NAME.toml) or path to a recipe file.", show_default=False)
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (the layout of the Hub repo).", show_default=False)
+    ],
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Folder holding the recipe's bench files (default: $UNER_DATA).", show_default=False)
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Folder holding the recipe's bench files (default: $UNER_DATA).", show_default=False
+        ),
     ] = None,
-    no_bench: Annotated[bool, typer.Option("--no-bench", help="Skip the parity check (variants stay unchecked: not publishable).")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild variants even when their files match the manifest.")] = False,
+    no_bench: Annotated[
+        bool, typer.Option("--no-bench", help="Skip the parity check (variants stay unchecked: not publishable).")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Rebuild variants even when their files match the manifest.")
+    ] = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
     """Build, check and index every variant a recipe names; resumable (finished variants are kept)."""
     setup_logging(quiet)
-    run = run_recipe(load_recipe(name), out, data_dir=data_dir, bench=not no_bench, force=force, threads=threads, progress=not quiet)
+    run = run_recipe(
+        load_recipe(name), out, data_dir=data_dir, bench=not no_bench, force=force, threads=threads, progress=not quiet
+    )
     for variant, entry in run.index["variants"].items():
         bench = entry.get("bench") or {}
-        score = f"F1 {bench['f1']:.2f} ({bench['delta_f1']:+.2f}, max drop {entry['max_f1_drop']})" if bench else entry.get("reason", "")
+        score = (
+            f"F1 {bench['f1']:.2f} ({bench['delta_f1']:+.2f}, max drop {entry['max_f1_drop']})"
+            if bench
+            else entry.get("reason", "")
+        )
         typer.echo(f"{variant}\t{entry['status']}\t{entry['path']}\t{score}")
     typer.echo(str(out / "manifest.json"))
 

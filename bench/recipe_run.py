@@ -50,11 +50,16 @@ def resolve_source(recipe: Recipe) -> tuple[Path, str | None]:
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:
-        raise RecipeError(f"expected a local source folder, got {recipe.source} (huggingface_hub is not installed)") from exc
+        raise RecipeError(
+            f"expected a local source folder, got {recipe.source} (huggingface_hub is not installed)"
+        ) from exc
     try:
         folder = Path(snapshot_download(recipe.source, revision=recipe.revision))
     except Exception as exc:  # network, auth, unknown repo/revision: all mean "cannot get the source"
-        raise RecipeError(f"expected to download {recipe.source}@{recipe.revision or 'main'} from the Hub, got {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise RecipeError(
+            f"expected to download {recipe.source}@{recipe.revision or 'main'} from the Hub, got "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
     return folder, folder.name  # snapshots are named after their commit
 
 
@@ -78,7 +83,13 @@ class SourceFolder:
 
 
 def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
-    settings = {"source": recipe.source, "revision": recipe.revision, "format": plan.format, "kind": plan.kind, "tool_version": __version__}
+    settings = {
+        "source": recipe.source,
+        "revision": recipe.revision,
+        "format": plan.format,
+        "kind": plan.kind,
+        "tool_version": __version__,
+    }
     if plan.format == "gguf":
         settings["outtype"] = recipe.gguf_outtype
     else:
@@ -95,7 +106,9 @@ def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict, checked
     return present and not any(checked.check(out / n, index["files"][n], n) for n in names)
 
 
-def _build_gguf(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool, n_threads: int | None) -> None:
+def _build_gguf(
+    recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool, n_threads: int | None
+) -> None:
     from uner.toolkit.export_gguf import export_gguf
     from uner.toolkit.quantize import quantize_gguf
 
@@ -103,7 +116,9 @@ def _build_gguf(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, prog
     base = folder / gguf_file_name(recipe.name, recipe.gguf_outtype)
     if plan.kind == recipe.gguf_outtype or not base.is_file():
         base.unlink(missing_ok=True)
-        export_gguf(source, folder, recipe.gguf_outtype, name=recipe.name, allow_pickle=recipe.allow_pickle, progress=progress)
+        export_gguf(
+            source, folder, recipe.gguf_outtype, name=recipe.name, allow_pickle=recipe.allow_pickle, progress=progress
+        )
     if plan.kind != recipe.gguf_outtype:
         quantize_gguf(base, folder / gguf_file_name(recipe.name, plan.kind), plan.kind, n_threads)
 
@@ -111,8 +126,16 @@ def _build_gguf(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, prog
 def _build_onnx(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool) -> None:
     from uner.toolkit.export_onnx import export_onnx
 
-    export_onnx(source, out / plan.path(recipe.name), plan.kind, plan.device, name=recipe.name,
-                allow_pickle=recipe.allow_pickle, force=True, progress=progress)
+    export_onnx(
+        source,
+        out / plan.path(recipe.name),
+        plan.kind,
+        plan.device,
+        name=recipe.name,
+        allow_pickle=recipe.allow_pickle,
+        force=True,
+        progress=progress,
+    )
 
 
 def _record_files(out: Path, index: dict, plan: VariantPlan, model: str) -> list[str]:
@@ -142,9 +165,14 @@ def build_variants(
         else:
             _build_onnx(recipe, source.path(), out, plan, progress)
         index["variants"][plan.name] = {
-            "format": plan.format, "kind": plan.kind, "path": plan.path(recipe.name),
-            "files": _record_files(out, index, plan, recipe.name), "build": settings,
-            "max_f1_drop": plan.max_f1_drop, "status": UNCHECKED, "bench": None,
+            "format": plan.format,
+            "kind": plan.kind,
+            "path": plan.path(recipe.name),
+            "files": _record_files(out, index, plan, recipe.name),
+            "build": settings,
+            "max_f1_drop": plan.max_f1_drop,
+            "status": UNCHECKED,
+            "bench": None,
         }
         write_json_atomic(out / MANIFEST, index)
     checked.save()
@@ -152,8 +180,13 @@ def build_variants(
 
 def _bench_settings(recipe: Recipe) -> dict:
     # the recipe's relative names, not local paths: the index is published with the variants
-    return {"data": list(recipe.bench.data), "limit": recipe.bench.limit, "max_new_tokens": recipe.bench.max_new_tokens,
-            "reference": recipe.source, **_reference_options(recipe)}
+    return {
+        "data": list(recipe.bench.data),
+        "limit": recipe.bench.limit,
+        "max_new_tokens": recipe.bench.max_new_tokens,
+        "reference": recipe.source,
+        **_reference_options(recipe),
+    }
 
 
 def _reference_options(recipe: Recipe) -> dict:
@@ -173,7 +206,9 @@ def _runnable_here(plan: VariantPlan) -> str | None:
     return None
 
 
-def gate_variants(recipe: Recipe, out: Path, index: dict, data_dir: Path | None, source: SourceFolder, *, threads: int | None) -> None:
+def gate_variants(
+    recipe: Recipe, out: Path, index: dict, data_dir: Path | None, source: SourceFolder, *, threads: int | None
+) -> None:
     """Bench the variants not yet benched with these settings; set each one's status."""
     if recipe.bench is None:
         return
@@ -200,8 +235,14 @@ def gate_variants(recipe: Recipe, out: Path, index: dict, data_dir: Path | None,
     for plan in recipe.variants:
         entry = index["variants"][plan.name]
         if entry["status"] == FAILED:
-            logger.warning("%s: F1 drop %.2f exceeds its gate of %s: kept in %s, not publishable (push --include-failed overrides)",
-                           plan.name, -entry["bench"]["delta_f1"], plan.max_f1_drop, out / entry["path"])
+            logger.warning(
+                "%s: F1 drop %.2f exceeds its gate of %s: kept in %s, not publishable (push --include-failed "
+                "overrides)",
+                plan.name,
+                -entry["bench"]["delta_f1"],
+                plan.max_f1_drop,
+                out / entry["path"],
+            )
         elif entry["status"] == UNCHECKED:
             logger.warning("%s: not checked (%s): not publishable", plan.name, entry.get("reason", "no bench"))
     write_json_atomic(out / MANIFEST, index)
@@ -215,19 +256,38 @@ def _verdict(bench: dict, max_drop: float) -> str:
     return PASSED if -bench["delta_f1"] <= max_drop + 1e-9 else FAILED
 
 
-def _run_bench(recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[Path], threads: int | None, reference: Path) -> list[dict]:
+def _run_bench(
+    recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[Path], threads: int | None, reference: Path
+) -> list[dict]:
     from uner.bench.cli import run_bench
 
     candidates = [str(out / plan.path(recipe.name)) for plan in plans]
-    results = run_bench(str(reference), candidates, data, out / "bench", limit=recipe.bench.limit, baselines=False,
-                        threads=threads, max_new_tokens=recipe.bench.max_new_tokens, reference_options=_reference_options(recipe))
+    results = run_bench(
+        str(reference),
+        candidates,
+        data,
+        out / "bench",
+        limit=recipe.bench.limit,
+        baselines=False,
+        threads=threads,
+        max_new_tokens=recipe.bench.max_new_tokens,
+        reference_options=_reference_options(recipe),
+    )
     by_path = {entry["path"]: entry for entry in results["variants"]}
     reference_f1 = results["variants"][0]["f1"]
     picked = []
     for candidate in candidates:
         entry = by_path[candidate]
-        picked.append({"f1": entry["f1"], "delta_f1": entry["delta_f1"], "agreement": entry["agreement"],
-                       "reference_f1": reference_f1, "queries": results["queries"], "queries_per_s": entry["queries_per_s"]})
+        picked.append(
+            {
+                "f1": entry["f1"],
+                "delta_f1": entry["delta_f1"],
+                "agreement": entry["agreement"],
+                "reference_f1": reference_f1,
+                "queries": results["queries"],
+                "queries_per_s": entry["queries_per_s"],
+            }
+        )
     return picked
 
 
@@ -236,7 +296,10 @@ def check_bench_data(recipe: Recipe, data_dir: Path | None) -> None:
     if recipe.bench is None:
         return
     if data_dir is None:
-        raise RecipeError(f"expected --data-dir (or UNER_DATA) holding {', '.join(recipe.bench.data)} for the parity check, or --no-bench")
+        raise RecipeError(
+            f"expected --data-dir (or UNER_DATA) holding {', '.join(recipe.bench.data)} for the parity check, or "
+            "--no-bench"
+        )
     if missing := [name for name in recipe.bench.data if not (Path(data_dir) / name).is_file()]:
         raise RecipeError(f"expected bench data in {data_dir}, missing {', '.join(missing)}")
 
@@ -278,10 +341,21 @@ def run_recipe(
 
 def _fresh_index(recipe: Recipe, previous: dict | None) -> dict:
     index = {
-        "tool": TOOL_NAME, "tool_version": __version__, "kind": "variant-index", "model": recipe.name,
-        "source": recipe.source, "revision": recipe.revision, "source_commit": None, "eos_token": None, "license": recipe.license,
-        "base_model": recipe.base_model, "description": recipe.description, "prompt_template": TEMPLATE,
-        "recipe": recipe.as_dict(), "variants": {}, "files": {},
+        "tool": TOOL_NAME,
+        "tool_version": __version__,
+        "kind": "variant-index",
+        "model": recipe.name,
+        "source": recipe.source,
+        "revision": recipe.revision,
+        "source_commit": None,
+        "eos_token": None,
+        "license": recipe.license,
+        "base_model": recipe.base_model,
+        "description": recipe.description,
+        "prompt_template": TEMPLATE,
+        "recipe": recipe.as_dict(),
+        "variants": {},
+        "files": {},
     }
     if previous and previous.get("model") == recipe.name:
         index["source_commit"] = previous.get("source_commit")
@@ -299,4 +373,3 @@ def _forget_unlisted(out: Path, index: dict, recipe: Recipe) -> None:
             index["files"].pop(file, None)
     owned = {f for entry in index["variants"].values() for f in entry["files"]}
     index["files"] = {name: entry for name, entry in sorted(index["files"].items()) if name in owned}
-

@@ -12,8 +12,8 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from uner.errors import ModelNotFound
 from uner.cache import cache_dir
+from uner.errors import ModelNotFound
 
 #: reference name -> its LoRA adapter, package data of ``uner.bench`` (so a wheel carries it)
 ADAPTERS = {"uniner-smol-135m": "uniner_smol/adapter"}
@@ -31,7 +31,9 @@ def build_uniner_smol(dest: Path) -> Path:
 
     adapter = adapter_folder("uniner-smol-135m")
     if not (adapter / "adapter_config.json").is_file():
-        raise ModelNotFound(f"expected the uniner-smol-135m adapter in {adapter}; train it with bench/train_uniner_smol.py")
+        raise ModelNotFound(
+            f"expected the uniner-smol-135m adapter in {adapter}; train it with bench/train_uniner_smol.py"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
     try:

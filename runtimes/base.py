@@ -14,10 +14,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from uner.checks import check_labels, check_text
 from uner.constraints import TokenTable, check_constraint, make_picker_factory
 from uner.engine import EngineStats, Job, decode_jobs
 from uner.entity import Entity
-from uner.checks import check_labels, check_text
 from uner.errors import ExtractorBusy, ExtractorClosed, InputError
 from uner.grounding import ground
 from uner.parsing import parse_answer
@@ -185,7 +185,9 @@ class GenerativeExtractor(ABC):
 
     def _check_open(self) -> None:
         if not self.is_open:
-            raise ExtractorClosed(f"expected an open {self.name} extractor, got one already closed: load the model again")
+            raise ExtractorClosed(
+                f"expected an open {self.name} extractor, got one already closed: load the model again"
+            )
 
     def _acquire(self) -> None:
         """Take the extractor's turn (blocking for other threads' calls)."""
@@ -193,7 +195,8 @@ class GenerativeExtractor(ABC):
         if not self._lock.acquire(blocking=False):
             if self._holder == threading.get_ident():
                 raise ExtractorBusy(
-                    f"expected the earlier run_many on this {self.name} extractor to be finished or closed before another call, "
+                    f"expected the earlier run_many on this {self.name} extractor to be finished or closed before "
+                    "another call, "
                     "got it still open in this thread"
                 )
             self._lock.acquire()
@@ -218,7 +221,7 @@ class GenerativeExtractor(ABC):
     def decode(self, ids: Sequence[int]) -> str:
         """Text of generated ids."""
 
-    def _release(self) -> None:
+    def _release(self) -> None:  # noqa: B027 - an optional hook: a backend holding nothing to free keeps it
         """Free the backend's resources (model, context)."""
 
     def prompt_ids(self, text: str, label: str) -> list[int]:
@@ -295,7 +298,10 @@ class GenerativeExtractor(ABC):
         overhead = max(len(self.prompt_ids("", label)) for label in labels)
         budget = min(self.window, self.context_length) - self.max_new_tokens - overhead - _SLACK
         if budget < 16:
-            raise InputError(f"expected a window leaving room for the text, got {self.window} tokens for prompts of {overhead} and answers of {self.max_new_tokens}")
+            raise InputError(
+                f"expected a window leaving room for the text, got {self.window} tokens for prompts of {overhead} and "
+                f"answers of {self.max_new_tokens}"
+            )
         return split_windows(text, lambda piece: len(self.encode(piece)), budget, overlap=budget // 8)
 
     def run_many(self, texts: Iterable[str], labels: Sequence[str]) -> Iterator[Extraction]:

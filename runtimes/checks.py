@@ -37,7 +37,9 @@ def encode_utf8(text: str) -> bytes:
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise InputError(f"expected text encodable as UTF-8, got {text[exc.start]!r} (a lone surrogate) at character {exc.start}") from None
+        raise InputError(
+            f"expected text encodable as UTF-8, got {text[exc.start]!r} (a lone surrogate) at character {exc.start}"
+        ) from None
 
 
 #: upper bound for ``n_threads``: llama.cpp's own limit (GGML_MAX_N_THREADS); far more threads

@@ -13,27 +13,27 @@ import typer
 
 from uner._cli_utils import (
     AllowPickleRunOpt,
-    KvCacheChoice,
-    KvCacheOpt,
-    backend_options,
     BackendChoice,
     BackendOpt,
+    KvCacheChoice,
+    KvCacheOpt,
     ModelOpt,
     ProviderChoice,
     ProviderOpt,
     QuietOpt,
     ThreadsOpt,
     add_plugin_commands,
+    backend_options,
     run_app,
     setup_logging,
     typer_factory,
 )
 from uner.base import DEFAULT_MAX_NEW_TOKENS, Extraction, GenerativeExtractor
-from uner.errors import InputError
 from uner.corpus import check_resume, extract_corpus
+from uner.errors import InputError
 from uner.inputs import iter_documents, read_labels_file, read_texts, split_labels
-from uner.windows import DEFAULT_WINDOW
 from uner.loading import load
+from uner.windows import DEFAULT_WINDOW
 
 EXTRACT_EXAMPLES = """
 Examples:
@@ -67,25 +67,68 @@ def _print_plain(extraction: Extraction, show_raw: bool) -> None:
 @app.command(epilog=EXTRACT_EXAMPLES)
 def extract(
     model: ModelOpt,
-    labels: Annotated[str, typer.Option("--labels", "-l", help="Comma-separated entity types.", show_default=False)] = "",
-    labels_file: Annotated[Path | None, typer.Option("--labels-file", help="Entity types, one per line.", show_default=False)] = None,
-    text: Annotated[list[str] | None, typer.Option("--text", "-t", help="A text to read (repeatable).", show_default=False)] = None,
+    labels: Annotated[
+        str, typer.Option("--labels", "-l", help="Comma-separated entity types.", show_default=False)
+    ] = "",
+    labels_file: Annotated[
+        Path | None, typer.Option("--labels-file", help="Entity types, one per line.", show_default=False)
+    ] = None,
+    text: Annotated[
+        list[str] | None, typer.Option("--text", "-t", help="A text to read (repeatable).", show_default=False)
+    ] = None,
     input: Annotated[
         Path | None,
-        typer.Option("--input", "-i", help="File of texts: one per line, or .jsonl with 'text' (and 'id'); '-' for stdin.", show_default=False),
+        typer.Option(
+            "--input",
+            "-i",
+            help="File of texts: one per line, or .jsonl with 'text' (and 'id'); '-' for stdin.",
+            show_default=False,
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="Write JSON lines (id, entities) here, with a progress bar; rerunning skips ids already written (same labels and model only).", show_default=False),
+        typer.Option(
+            "--output",
+            "-o",
+            help=(
+                "Write JSON lines (id, entities) here, with a progress bar; rerunning skips ids already written "
+                "(same labels and model only)."
+            ),
+            show_default=False,
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per text.")] = False,
-    raw: Annotated[bool, typer.Option("--raw", help="Also show the model's unparsed answer per label (and, with --json, answers not found in the text).")] = False,
-    constrain: Annotated[ConstrainChoice, typer.Option("--constrain", help="Restrict answers to JSON lists of strings (json), or of spans of the text (grounded).")] = ConstrainChoice.none,
-    per_query: Annotated[bool, typer.Option("--per-query", help="One prompt per entity type, as UniNER's own code (slower; no shared prefill or batching).")] = False,
-    window: Annotated[int, typer.Option("--window", min=64, help="Prompt + answer tokens per window; longer texts are read in overlapping windows.")] = DEFAULT_WINDOW,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="Also show the model's unparsed answer per label (and, with --json, answers not found in the text).",
+        ),
+    ] = False,
+    constrain: Annotated[
+        ConstrainChoice,
+        typer.Option(
+            "--constrain", help="Restrict answers to JSON lists of strings (json), or of spans of the text (grounded)."
+        ),
+    ] = ConstrainChoice.none,
+    per_query: Annotated[
+        bool,
+        typer.Option(
+            "--per-query",
+            help="One prompt per entity type, as UniNER's own code (slower; no shared prefill or batching).",
+        ),
+    ] = False,
+    window: Annotated[
+        int,
+        typer.Option(
+            "--window", min=64, help="Prompt + answer tokens per window; longer texts are read in overlapping windows."
+        ),
+    ] = DEFAULT_WINDOW,
     backend: BackendOpt = BackendChoice.auto,
     provider: ProviderOpt = ProviderChoice.auto,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")] = DEFAULT_MAX_NEW_TOKENS,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")
+    ] = DEFAULT_MAX_NEW_TOKENS,
     kv_cache: KvCacheOpt = KvCacheChoice.auto,
     allow_pickle: AllowPickleRunOpt = False,
     threads: ThreadsOpt = None,
@@ -96,9 +139,15 @@ def extract(
     label_list = _labels(labels, labels_file)
     if output is not None and (input is None or text):
         raise InputError("expected --output with an --input file (and no --text)")
-    options = {"max_new_tokens": max_new_tokens, "n_threads": threads, "batched": not per_query,
-               "constrain": None if constrain is ConstrainChoice.none else constrain.value, "window": window,
-               "progress": not quiet, **backend_options(kv_cache, allow_pickle)}
+    options = {
+        "max_new_tokens": max_new_tokens,
+        "n_threads": threads,
+        "batched": not per_query,
+        "constrain": None if constrain is ConstrainChoice.none else constrain.value,
+        "window": window,
+        "progress": not quiet,
+        **backend_options(kv_cache, allow_pickle),
+    }
     if provider is not ProviderChoice.auto:
         options["provider"] = provider.value
     if output is not None:
@@ -126,14 +175,26 @@ Examples:
 @app.command(epilog=PULL_EXAMPLES)
 def pull(
     repo_id: Annotated[str, typer.Argument(help="Hub repo made by uner-export push (org/name).", show_default=False)],
-    variant: Annotated[str | None, typer.Option("--variant", help="Variant to download (q4_k_m, onnx-int4...); without it, the error lists them.", show_default=False)] = None,
-    revision: Annotated[str | None, typer.Option("--revision", help="Branch, tag or commit (default: main).", show_default=False)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Download again even if cached (e.g. after a failed check).")] = False,
+    variant: Annotated[
+        str | None,
+        typer.Option(
+            "--variant",
+            help="Variant to download (q4_k_m, onnx-int4...); without it, the error lists them.",
+            show_default=False,
+        ),
+    ] = None,
+    revision: Annotated[
+        str | None, typer.Option("--revision", help="Branch, tag or commit (default: main).", show_default=False)
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Download again even if cached (e.g. after a failed check).")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Download one published variant (and the repo's manifest), check its sha256; prints its local path."""
     setup_logging(quiet)
-    from uner.hub import parse_variant_ref, pull as pull_variant
+    from uner.hub import parse_variant_ref
+    from uner.hub import pull as pull_variant
 
     if quiet:
         from huggingface_hub.utils import disable_progress_bars
@@ -144,10 +205,21 @@ def pull(
     typer.echo(str(pull_variant(repo_id, variant, revision=revision, force=force)))
 
 
-def _corpus(model: Path, input: Path, output: Path, labels: list[str], backend: BackendChoice, options: dict, raw: bool, quiet: bool) -> None:
+def _corpus(
+    model: Path,
+    input: Path,
+    output: Path,
+    labels: list[str],
+    backend: BackendChoice,
+    options: dict,
+    raw: bool,
+    quiet: bool,
+) -> None:
     """``extract --output``: every check that needs no model first, then the corpus run."""
     if _same_file(input, output):
-        raise InputError(f"expected --output to be another file than --input, got {output} for both: choose a new --output")
+        raise InputError(
+            f"expected --output to be another file than --input, got {output} for both: choose a new --output"
+        )
     model_id = _model_id(model)
     check_resume(output, labels, model_id)
     # reads the whole file before loading the model: duplicate ids are an error at once, and
@@ -160,12 +232,15 @@ def _corpus(model: Path, input: Path, output: Path, labels: list[str], backend: 
         elif first_bad is None:
             first_bad = document
     if first_bad is not None and not readable:
-        raise InputError(f"expected at least one readable document in {input}, got none of {total}; "
-                         f"{first_bad.describe()}: {first_bad.problem}")
+        raise InputError(
+            f"expected at least one readable document in {input}, got none of {total}; "
+            f"{first_bad.describe()}: {first_bad.problem}"
+        )
     with load(model, backend=backend.value, **options) as ner:
         _check_window(ner, labels)
-        done = extract_corpus(ner, iter_documents(input), labels, output, model=model_id,
-                              include_raw=raw, total=total, progress=not quiet)
+        done = extract_corpus(
+            ner, iter_documents(input), labels, output, model=model_id, include_raw=raw, total=total, progress=not quiet
+        )
     log = logging.getLogger(__name__)
     summary = f"wrote {done.written} documents to {output} ({done.skipped} already there)"
     if done.rejected:  # a warning, so --quiet shows it too

@@ -21,8 +21,16 @@ from uner.errors import InputError
 
 CONSTRAINTS = ("json", "grounded")
 _WHITESPACE = frozenset(b" \t\n\r")
-_SIMPLE_ESCAPES = {ord('"'): b'"', ord("\\"): b"\\", ord("/"): b"/", ord("b"): b"\b", ord("f"): b"\f",
-                   ord("n"): b"\n", ord("r"): b"\r", ord("t"): b"\t"}
+_SIMPLE_ESCAPES = {
+    ord('"'): b'"',
+    ord("\\"): b"\\",
+    ord("/"): b"/",
+    ord("b"): b"\b",
+    ord("f"): b"\f",
+    ord("n"): b"\n",
+    ord("r"): b"\r",
+    ord("t"): b"\t",
+}
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
@@ -140,7 +148,9 @@ def _best_first(logits: np.ndarray):
         count = min(size, count * 16)
 
 
-def make_picker_factory(kind: str | None, table_of: Callable[[], TokenTable], eos_id: int) -> Callable[[Job, int], object]:
+def make_picker_factory(
+    kind: str | None, table_of: Callable[[], TokenTable], eos_id: int
+) -> Callable[[Job, int], object]:
     """A picker per branch for :func:`uner.engine.decode_jobs`: greedy, or held to the
     format (and, when grounded, to the branch's own text)."""
     if kind is None:

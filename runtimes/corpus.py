@@ -74,7 +74,9 @@ def finished_ids(output: Path) -> set[str]:
         try:
             ids.add(str(json.loads(line)["id"]))
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise InputError(f"expected JSON lines with an 'id' in {output} (line {number}); it is not an output of uner extract") from exc
+            raise InputError(
+                f"expected JSON lines with an 'id' in {output} (line {number}); it is not an output of uner extract"
+            ) from exc
     return ids
 
 
@@ -128,8 +130,11 @@ def _write_meta(output: Path, labels: Sequence[str], model: str | None) -> None:
     path = meta_path(output)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
-        tmp.write_text(json.dumps({"format": META_FORMAT, "labels": list(labels), "model": model},
-                                  ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        tmp.write_text(
+            json.dumps({"format": META_FORMAT, "labels": list(labels), "model": model}, ensure_ascii=False, indent=2)
+            + "\n",
+            encoding="utf-8",
+        )
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

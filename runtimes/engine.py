@@ -104,7 +104,7 @@ class _Admission:
 
     @property
     def rest(self) -> list[list[int]]:
-        return self.suffixes[self.admitted:]
+        return self.suffixes[self.admitted :]
 
 
 def decode_jobs(
@@ -162,7 +162,9 @@ def decode_jobs(
                 stats.prefill_seconds += time.perf_counter() - started
                 job = jobs_by_index[waiting.index]
                 for offset, (handle, row) in enumerate(zip(handles, logits)):
-                    branch = _Branch(waiting.index, waiting.admitted + offset, make_picker(job, waiting.admitted + offset))
+                    branch = _Branch(
+                        waiting.index, waiting.admitted + offset, make_picker(job, waiting.admitted + offset)
+                    )
                     running[handle] = branch
                     yield from settle(handle, branch, branch.picker.pick(row))
                 waiting.admitted += count

@@ -19,4 +19,3 @@ class Entity:
 
     def __repr__(self) -> str:
         return f"Entity(label={self.label!r}, text={self.text!r}, start={self.start}, end={self.end})"
-

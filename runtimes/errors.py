@@ -26,7 +26,10 @@ class BackendUnavailable(UnerError):
         if reason is None:
             message = f"the {backend} backend needs the '{package}' package: pip install \"uner-toolkit[{extra}]\""
         else:
-            message = f"the {backend} backend cannot run on this install: {reason}; pip install --upgrade \"uner-toolkit[{extra}]\""
+            message = (
+                f"the {backend} backend cannot run on this install: {reason}; "
+                f'pip install --upgrade "uner-toolkit[{extra}]"'
+            )
         super().__init__(message)
         self.backend, self.package, self.extra, self.reason = backend, package, extra, reason
 

@@ -18,11 +18,17 @@ from uner.errors import InputError
 
 #: dataset tag -> natural-language type, as in UniNER's eval files; None = not asked (misc).
 LABEL_NAMES: dict[str, str | None] = {
-    "misc": None, "MISC": None,
-    "PER": "person", "ORG": "organization", "LOC": "location",
-    "organisation": "organization", "programlang": "program language",
-    "musicalartist": "musical artist", "musicalinstrument": "musical instrument",
-    "musicgenre": "music genre", "literarygenre": "literary genre",
+    "misc": None,
+    "MISC": None,
+    "PER": "person",
+    "ORG": "organization",
+    "LOC": "location",
+    "organisation": "organization",
+    "programlang": "program language",
+    "musicalartist": "musical artist",
+    "musicalinstrument": "musical instrument",
+    "musicgenre": "music genre",
+    "literarygenre": "literary genre",
 }
 _TAG = re.compile(r"^(O|[BIES]-.+)$")
 _QUESTION = re.compile(r"^What describes (.+) in the text\?$")
@@ -68,7 +74,7 @@ def read_uniner_json(path: Path) -> list[Query]:
             question = _QUESTION.match(turns[2])
             if not turns[0].startswith("Text: ") or question is None:
                 raise ValueError(f"record {record.get('id')} is not a UniNER query")
-            queries.append(Query(str(record["id"]), turns[0][len("Text: "):], question.group(1), turns[3]))
+            queries.append(Query(str(record["id"]), turns[0][len("Text: ") :], question.group(1), turns[3]))
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
         raise InputError(f"expected a UniNER eval JSON file, got {path}: {exc}") from exc
     if not queries:

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from uner.errors import InputError, IntegrityError, ModelNotFound
 from uner.cache import CheckedFiles
+from uner.errors import InputError, IntegrityError, ModelNotFound
 from uner.manifest import MANIFEST, check_member_names, variant_entry
 
 _VARIANT_REF = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+):(?P<variant>[\w.-]+)$")
@@ -74,16 +74,26 @@ def _download(repo_id: str, filename: str, revision: str | None, force: bool, lo
         raise ModelNotFound(f"expected huggingface_hub to fetch {repo_id}: pip install huggingface_hub") from exc
     try:
         with _quiet_hub():
-            return Path(hf_hub_download(repo_id, filename, revision=revision, force_download=force, local_files_only=local_only))
+            return Path(
+                hf_hub_download(repo_id, filename, revision=revision, force_download=force, local_files_only=local_only)
+            )
     except LocalEntryNotFoundError:
-        raise ModelNotFound(f"expected {filename} of {repo_id} in the local Hub cache (offline or unreachable Hub): run `uner pull` with network first") from None
+        raise ModelNotFound(
+            f"expected {filename} of {repo_id} in the local Hub cache (offline or unreachable Hub): run `uner pull` "
+            "with network first"
+        ) from None
     except EntryNotFoundError:
         hint = " (not a uner-export push repo?)" if filename == MANIFEST else ""
         raise ModelNotFound(f"expected {filename} in {repo_id}{hint}") from None
     except RepositoryNotFoundError:
-        raise ModelNotFound(f"expected a Hub repo {repo_id} you can read, got none (name, private repo without token?)") from None
+        raise ModelNotFound(
+            f"expected a Hub repo {repo_id} you can read, got none (name, private repo without token?)"
+        ) from None
     except Exception as exc:  # network and HTTP errors: the boundary, reported in one line
-        raise ModelNotFound(f"expected to download {filename} of {repo_id}, got {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise ModelNotFound(
+            f"expected to download {filename} of {repo_id}, got {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
 
 
 def pull(repo_id: str, variant: str | None, *, revision: str | None = None, force: bool = False) -> Path:
@@ -96,7 +106,9 @@ def pull(repo_id: str, variant: str | None, *, revision: str | None = None, forc
     unreachable = _unreachable(repo_id, MANIFEST, revision)
     index_path, index = _repo_index(repo_id, revision, force, unreachable)
     if variant is None:
-        raise ModelNotFound(f"expected a variant of {repo_id} among {', '.join(index.get('variants', {})) or 'none'} (--variant)")
+        raise ModelNotFound(
+            f"expected a variant of {repo_id} among {', '.join(index.get('variants', {})) or 'none'} (--variant)"
+        )
     try:
         entry = variant_entry(index, variant, repo_id)
     except InputError as exc:
@@ -106,13 +118,17 @@ def pull(repo_id: str, variant: str | None, *, revision: str | None = None, forc
     except InputError as exc:
         raise IntegrityError(str(exc)) from None
     if missing := [name for name in entry["files"] if name not in index.get("files", {})]:
-        raise IntegrityError(f"expected every file of {variant} listed in {MANIFEST} of {repo_id}, got {', '.join(missing)} unlisted")
+        raise IntegrityError(
+            f"expected every file of {variant} listed in {MANIFEST} of {repo_id}, got {', '.join(missing)} unlisted"
+        )
     checked = CheckedFiles()
     for name in entry["files"]:
         local = _fetch(repo_id, name, revision, force, unreachable)
         if mismatch := checked.check(local, index["files"][name], name):
-            raise IntegrityError(f"expected {mismatch.path} to match the repo's manifest, got {mismatch.reason}: "
-                                 "the download is corrupt or was changed; run `uner pull --force` to fetch it again")
+            raise IntegrityError(
+                f"expected {mismatch.path} to match the repo's manifest, got {mismatch.reason}: "
+                "the download is corrupt or was changed; run `uner pull --force` to fetch it again"
+            )
     checked.save()
     return index_path.parent / entry["path"]
 
@@ -161,4 +177,3 @@ def published_variants(repo_id: str) -> list[str] | None:
         return None
     variants = index.get("variants")
     return list(variants) if isinstance(variants, dict) else None
-

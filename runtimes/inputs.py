@@ -102,8 +102,15 @@ def make_document(line: int, doc_id: object, text: object) -> Document:
 
 def _json_type(value: object) -> str:
     """How a JSON reader would name ``value``'s type (``null``, not ``NoneType``)."""
-    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number",
-             str: "a string", list: "a list", dict: "an object"}
+    names = {
+        type(None): "null",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }
     return names.get(type(value), type(value).__name__)
 
 
@@ -122,7 +129,9 @@ def iter_documents(path: Path) -> Iterator[Document]:
             try:
                 line = data.decode("utf-8").strip()
             except UnicodeDecodeError as exc:
-                yield Document(number, None, None, f"expected UTF-8 text, got an invalid byte at offset {exc.start} of the line")
+                yield Document(
+                    number, None, None, f"expected UTF-8 text, got an invalid byte at offset {exc.start} of the line"
+                )
                 continue
             if not line:
                 continue

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import time
 import weakref
 from collections.abc import Sequence
@@ -47,7 +46,9 @@ class _Batch:
         self.size = size
         self.raw = llama_cpp.llama_batch_init(size, 0, 1)
 
-    def fill(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]) -> None:
+    def fill(
+        self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]
+    ) -> None:
         raw = self.raw
         raw.n_tokens = len(tokens)
         for i, (token, pos, seq, logits) in enumerate(zip(tokens, positions, seqs, wants_logits)):
@@ -89,7 +90,9 @@ def set_fields(params, **values) -> None:
     known = {name for name, *_ in type(params)._fields_}
     if missing := sorted(set(values) - known):
         fields = ", ".join(f"{type(params).__name__}.{name}" for name in missing)
-        raise BackendUnavailable("llamacpp", "llama-cpp-python", "llamacpp", reason=f"its llama-cpp-python binding has no {fields}")
+        raise BackendUnavailable(
+            "llamacpp", "llama-cpp-python", "llamacpp", reason=f"its llama-cpp-python binding has no {fields}"
+        )
     for name, value in values.items():
         setattr(params, name, value)
 
@@ -220,7 +223,9 @@ class LlamaCppExtractor(GenerativeExtractor):
         )
         ctx = llama_cpp.llama_init_from_model(self._handles.model, params)
         if not ctx:
-            raise ModelNotFound(f"expected llama.cpp to create a context of {self.cells} tokens, it could not (out of memory?)")
+            raise ModelNotFound(
+                f"expected llama.cpp to create a context of {self.cells} tokens, it could not (out of memory?)"
+            )
         return ctx
 
     @property
@@ -265,7 +270,9 @@ class LlamaCppExtractor(GenerativeExtractor):
 
     # -- running the context (also the branch pool's surface) ------------------------------
 
-    def decode_tokens(self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]) -> np.ndarray:
+    def decode_tokens(
+        self, tokens: Sequence[int], positions: Sequence[int], seqs: Sequence[int], wants_logits: Sequence[bool]
+    ) -> np.ndarray:
         """Run tokens through the model in chunks of the batch size; logits ``[wanted, vocab]``
         of the tokens that asked for them, in order (copied: the next decode overwrites them)."""
         self._check_open()
@@ -277,8 +284,14 @@ class LlamaCppExtractor(GenerativeExtractor):
             batch.fill(tokens[chunk], positions[chunk], seqs[chunk], wants_logits[chunk])
             status = self._llama_cpp.llama_decode(ctx, batch.raw)
             if status != 0:
-                reason = f"its KV cache of {self.cells} cells is full; pass a larger n_ctx" if status == 1 else f"status {status}"
-                raise InputError(f"expected llama.cpp to decode a batch of {len(tokens)} tokens, it could not: {reason}")
+                reason = (
+                    f"its KV cache of {self.cells} cells is full; pass a larger n_ctx"
+                    if status == 1
+                    else f"status {status}"
+                )
+                raise InputError(
+                    f"expected llama.cpp to decode a batch of {len(tokens)} tokens, it could not: {reason}"
+                )
             for index, wanted in enumerate(wants_logits[chunk]):
                 if wanted:
                     pointer = self._llama_cpp.llama_get_logits_ith(ctx, index)
@@ -303,7 +316,9 @@ class LlamaCppExtractor(GenerativeExtractor):
         self.clear_memory()
         started = time.perf_counter()
         count = len(prompt_ids)
-        logits = self.decode_tokens(prompt_ids, range(count), [_GENERATE_SEQ] * count, [False] * (count - 1) + [True])[0]
+        logits = self.decode_tokens(prompt_ids, range(count), [_GENERATE_SEQ] * count, [False] * (count - 1) + [True])[
+            0
+        ]
         self.last_prefill_seconds = time.perf_counter() - started
         generated: list[int] = []
         for position in range(count, count + self.max_new_tokens):

@@ -10,8 +10,8 @@ from pathlib import Path
 from uner.base import GenerativeExtractor
 from uner.cache import CheckedFiles
 from uner.errors import InputError, IntegrityError, ModelNotFound
-from uner.manifest import MANIFEST, read_manifest
 from uner.hub import parse_variant_ref, published_variants, pull
+from uner.manifest import MANIFEST, read_manifest
 
 #: backend name -> "module:Class"; modules import their heavy dependency only when built.
 BACKENDS: dict[str, str] = {
@@ -53,7 +53,9 @@ def resolve_model(model: str | Path) -> Path:
     if not _REPO_ID.match(str(model)) or _looks_local(path):
         return path
     if variants := published_variants(str(model)):  # one small file instead of every variant
-        raise ModelNotFound(f"expected one variant of {model}, e.g. {model}:{variants[0]} (published: {', '.join(variants)})")
+        raise ModelNotFound(
+            f"expected one variant of {model}, e.g. {model}:{variants[0]} (published: {', '.join(variants)})"
+        )
     try:
         from huggingface_hub import snapshot_download
     except ImportError as exc:
@@ -61,7 +63,9 @@ def resolve_model(model: str | Path) -> Path:
     try:
         return Path(snapshot_download(str(model)))
     except Exception as exc:  # network, auth, offline-cache misses: all mean "not available"
-        raise ModelNotFound(f"expected a local path or a reachable Hub repo, got {model}: {type(exc).__name__}") from exc
+        raise ModelNotFound(
+            f"expected a local path or a reachable Hub repo, got {model}: {type(exc).__name__}"
+        ) from exc
 
 
 def check_against_manifest(path: Path) -> None:
@@ -138,7 +142,10 @@ def load(model: str | Path, backend: str = "auto", **options) -> GenerativeExtra
     cls = backend_class(name)
     if detected != name:
         raise InputError(f"expected an artifact the {name} backend runs, got {model} (a {detected} artifact)")
-    accepted = {**inspect.signature(GenerativeExtractor.__init__).parameters, **inspect.signature(cls.__init__).parameters}
+    accepted = {
+        **inspect.signature(GenerativeExtractor.__init__).parameters,
+        **inspect.signature(cls.__init__).parameters,
+    }
     if unknown := [key for key in options if key not in accepted]:
         raise InputError(f"expected options of the {name} backend, got {', '.join(unknown)}, which it does not take")
     return cls(path, **options)

@@ -56,8 +56,14 @@ def check_member_names(names: Iterable[object], where: object) -> None:
     follow those names."""
     for name in names:
         pure = PurePosixPath(name) if isinstance(name, str) else None
-        if (pure is None or not name or pure.is_absolute() or ".." in pure.parts or "\\" in name
-                or PureWindowsPath(name).drive):
+        if (
+            pure is None
+            or not name
+            or pure.is_absolute()
+            or ".." in pure.parts
+            or "\\" in name
+            or PureWindowsPath(name).drive
+        ):
             raise InputError(f"expected file names inside the folder in {where}, got {name!r}")
 
 

@@ -18,9 +18,9 @@ import numpy as np
 from uner.base import GenerativeExtractor
 from uner.checks import check_threads
 from uner.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable
-from uner.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
 from uner.jsonfile import read_json
 from uner.onnx_branches import OnnxBranches
+from uner.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
 from uner.tokenizer import FolderTokenizer
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,9 @@ def choose_provider(requested: str, precision: str | None, available: Sequence[s
         for name in PROVIDERS:
             if name in runs_on and PROVIDERS[name] in available:
                 return name
-        raise ProviderUnavailable(f"expected one of {', '.join(runs_on)} for {precision} in onnxruntime, got {', '.join(available)}")
+        raise ProviderUnavailable(
+            f"expected one of {', '.join(runs_on)} for {precision} in onnxruntime, got {', '.join(available)}"
+        )
     if requested not in PROVIDERS:
         raise InputError(f"expected --provider among {', '.join(PROVIDER_CHOICES)}, got {requested!r}")
     if requested not in runs_on:
@@ -57,8 +59,12 @@ def _session_providers(provider: str, precision: str | None, device_id: int) -> 
     cuda = (PROVIDERS["cuda"], {"device_id": device_id})
     if provider == "tensorrt":
         cache = Path.home() / ".cache" / "uner" / "tensorrt"  # engines take minutes to build: keep them
-        options = {"device_id": device_id, "trt_fp16_enable": precision == "fp16",
-                   "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}
+        options = {
+            "device_id": device_id,
+            "trt_fp16_enable": precision == "fp16",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+        }
         return [(PROVIDERS["tensorrt"], options), cuda, PROVIDERS["cpu"]]
     if provider == "cuda":
         return [cuda, PROVIDERS["cpu"]]
@@ -81,7 +87,9 @@ class DecoderIO:
     def from_session(cls, session, layout: OnnxLayout) -> DecoderIO:
         inputs = {i.name: i for i in session.get_inputs()}
         outputs = [o.name for o in session.get_outputs()]
-        missing = [n for n in ("input_ids", "attention_mask") if n not in inputs] + (["logits"] if "logits" not in outputs else [])
+        missing = [n for n in ("input_ids", "attention_mask") if n not in inputs] + (
+            ["logits"] if "logits" not in outputs else []
+        )
         past = tuple(n for n in inputs if n.startswith(_PAST_PREFIX))
         if missing or not past:
             what = ", ".join(missing + ([] if past else ["past_key_values.* (a KV-cache export)"]))
@@ -108,8 +116,10 @@ def _kv_shape(shape: list, folder: Path) -> tuple[int, int]:
     if not isinstance(heads, int):
         heads = decoder.get("num_key_value_heads") or config.get("num_key_value_heads") or n_heads
     if not isinstance(head_dim, int):
-        head_dim = decoder.get("head_size") or config.get("head_dim") or (
-            config["hidden_size"] // n_heads if n_heads and "hidden_size" in config else None
+        head_dim = (
+            decoder.get("head_size")
+            or config.get("head_dim")
+            or (config["hidden_size"] // n_heads if n_heads and "hidden_size" in config else None)
         )
     if not heads or not head_dim:
         raise ModelNotFound(f"expected genai_config.json or config.json giving the KV-cache shape in {folder}")
@@ -149,8 +159,12 @@ class OnnxExtractor(GenerativeExtractor):
         self.layout = read_layout(path)
         self.provider = choose_provider(provider, self.layout.precision, ort.get_available_providers())
         if self.provider not in self.layout.providers:
-            logger.warning("this %s export is built for %s; running it on %s", self.layout.precision,
-                           "/".join(self.layout.providers), self.provider)
+            logger.warning(
+                "this %s export is built for %s; running it on %s",
+                self.layout.precision,
+                "/".join(self.layout.providers),
+                self.provider,
+            )
         self._device = ("cpu", 0) if self.provider == "cpu" else ("cuda", device_id)
         self.session = self._open_session(ort, n_threads, device_id)
         self.io = DecoderIO.from_session(self.session, self.layout)
@@ -168,7 +182,9 @@ class OnnxExtractor(GenerativeExtractor):
         try:
             session = ort.InferenceSession(str(self.layout.model_file), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for unreadable/missing files
-            raise ModelNotFound(f"expected a loadable ONNX model at {self.layout.model_file}, got: {str(exc).splitlines()[0]}") from exc
+            raise ModelNotFound(
+                f"expected a loadable ONNX model at {self.layout.model_file}, got: {str(exc).splitlines()[0]}"
+            ) from exc
         if session.get_providers()[0] != PROVIDERS[self.provider]:
             raise ProviderUnavailable(
                 f"onnxruntime could not start the {self.provider} execution provider (it fell back to "
@@ -198,9 +214,13 @@ class OnnxExtractor(GenerativeExtractor):
 
     def kv_value(self, array: np.ndarray):
         """A host array as a KV-cache input on this session's device."""
-        return self._ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array, dtype=self.io.kv_dtype), *self._device)
+        return self._ort.OrtValue.ortvalue_from_numpy(
+            np.ascontiguousarray(array, dtype=self.io.kv_dtype), *self._device
+        )
 
-    def forward(self, input_ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list) -> tuple[np.ndarray, list]:
+    def forward(
+        self, input_ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list
+    ) -> tuple[np.ndarray, list]:
         """One pass over ``input_ids`` ``[rows, new]`` after ``past``: float32 logits of each row's
         last token ``[rows, vocab]`` and the new KV cache (on the session's device).
 
@@ -231,7 +251,9 @@ class OnnxExtractor(GenerativeExtractor):
         past_len, started = 0, time.perf_counter()
         while len(generated) < self.max_new_tokens:
             total = past_len + len(step_ids)
-            logits, past = self.forward(np.array([step_ids]), np.ones((1, total)), np.arange(past_len, total)[None], past)
+            logits, past = self.forward(
+                np.array([step_ids]), np.ones((1, total)), np.arange(past_len, total)[None], past
+            )
             if past_len == 0:
                 self.last_prefill_seconds = time.perf_counter() - started
             past_len = total

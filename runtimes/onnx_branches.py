@@ -51,14 +51,18 @@ class OnnxBranches:
 
     def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
         model, start = self._model, len(prefix)
-        _, prefix_kv = model.forward(np.array([prefix]), np.ones((1, start)), np.arange(start)[None], model.empty_past())
+        _, prefix_kv = model.forward(
+            np.array([prefix]), np.ones((1, start)), np.arange(start)[None], model.empty_past()
+        )
         prefix_arrays = [value.numpy() for value in prefix_kv]
         width = start + max(len(s) for s in suffixes)
         kv = [np.zeros((len(suffixes), a.shape[1], width, a.shape[3]), dtype=a.dtype) for a in prefix_arrays]
         logits = []
         for row, suffix in enumerate(suffixes):
             total = start + len(suffix)
-            row_logits, present = model.forward(np.array([suffix]), np.ones((1, total)), np.arange(start, total)[None], prefix_kv)
+            row_logits, present = model.forward(
+                np.array([suffix]), np.ones((1, total)), np.arange(start, total)[None], prefix_kv
+            )
             for layer, value in zip(kv, present):
                 layer[row, :, :total] = value.numpy()[0]
             logits.append(row_logits[0])
@@ -75,7 +79,10 @@ class OnnxBranches:
         if len(self._alive) > len(handles):
             keep = [row for row, handle in enumerate(self._rows) if handle in self._alive]  # finished ones leave
             width = max(mask.shape[1], self._mask.shape[1])
-            kv = [np.concatenate([_right_pad(old.numpy()[keep], width), _right_pad(new, width)]) for old, new in zip(self._past, kv)]
+            kv = [
+                np.concatenate([_right_pad(old.numpy()[keep], width), _right_pad(new, width)])
+                for old, new in zip(self._past, kv)
+            ]
             mask = np.concatenate([_right_pad(self._mask[keep], width), _right_pad(mask, width)])
             positions = np.concatenate([self._positions[keep], positions])
             handles = [self._rows[row] for row in keep] + handles
@@ -88,7 +95,9 @@ class OnnxBranches:
             self._past = [self._model.kv_value(value.numpy()[keep]) for value in self._past]
             self._mask, self._positions, self._rows = self._mask[keep], self._positions[keep], list(branches)
         self._mask = np.concatenate([self._mask, np.ones((len(branches), 1), dtype=np.int64)], axis=1)
-        logits, self._past = self._model.forward(np.array(tokens)[:, None], self._mask, self._positions[:, None], self._past)
+        logits, self._past = self._model.forward(
+            np.array(tokens)[:, None], self._mask, self._positions[:, None], self._past
+        )
         self._positions = self._positions + 1
         return logits
 

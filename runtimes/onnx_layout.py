@@ -52,7 +52,9 @@ def check_export_target(precision: str, device: str) -> None:
     if device not in targets:
         hint = {
             ("fp16", "cpu"): "fp16 is a GPU precision; for CPU export fp32, int8 or int4",
-        }.get((precision, device), f"{precision} weights use MatMulNBits, which TensorRT does not run; use --device cuda")
+        }.get(
+            (precision, device), f"{precision} weights use MatMulNBits, which TensorRT does not run; use --device cuda"
+        )
         raise InputError(f"expected --device among {', '.join(targets)} for {precision}, got {device}: {hint}")
 
 

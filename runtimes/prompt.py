@@ -86,7 +86,7 @@ def encode_conversation(
         joined = list(tokenize(f"{question_turn(label)} {answer}"))
         if joined[: len(question)] != question:
             raise ValueError(f"the answer {answer!r} changes how the question for {label!r} tokenizes")
-        reply = joined[len(question):] + [eos_id]
+        reply = joined[len(question) :] + [eos_id]
         ids += question + reply
         mask += [False] * len(question) + [True] * len(reply)
     return ids, mask

@@ -26,8 +26,9 @@ def _token_text(value: object) -> str | None:
 def eos_token_text(folder: Path) -> str | None:
     """The end-of-sequence token as text (``</s>``, ``<|im_end|>``...), from a HF folder's configs."""
     folder = Path(folder)
-    return (_token_text(read_json(folder / "tokenizer_config.json").get("eos_token"))
-            or _token_text(read_json(folder / "special_tokens_map.json").get("eos_token")))
+    return _token_text(read_json(folder / "tokenizer_config.json").get("eos_token")) or _token_text(
+        read_json(folder / "special_tokens_map.json").get("eos_token")
+    )
 
 
 def is_sentencepiece_llama(folder: Path) -> bool:
@@ -81,7 +82,10 @@ class _TokenizersJson:
         try:
             self._tk = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:  # tokenizers raises a bare Exception for unreadable or invalid files
-            raise ModelNotFound(f"expected a readable tokenizer.json in {folder}, got: {str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}") from None
+            raise ModelNotFound(
+                f"expected a readable tokenizer.json in {folder}, got: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+            ) from None
         # user text never becomes a special id: "<|im_end|>" in a passage is text, as it is
         # for llama.cpp (parse_special=False) and sentencepiece (which never parses them)
         self._tk.encode_special_tokens = True
@@ -118,7 +122,11 @@ class _TokenizersJson:
 
 def _bytes_to_unicode() -> dict[str, int]:
     """GPT-2's byte-level alphabet: the printable character standing for each byte."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1), *range(ord("\xae"), ord("\xff") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("\xa1"), ord("\xac") + 1),
+        *range(ord("\xae"), ord("\xff") + 1),
+    ]
     chars, extra = {}, 0
     for byte in range(256):
         if byte in printable:

@@ -82,7 +82,8 @@ class TorchExtractor(GenerativeExtractor):
         pickled = not any(folder.glob("*.safetensors"))
         if pickled and not allow_pickle:
             raise InputError(
-                f"expected safetensors weights in {folder}, got none: pytorch_model*.bin is a pickle (loading it runs code); "
+                f"expected safetensors weights in {folder}, got none: pytorch_model*.bin is a pickle (loading it runs "
+                "code); "
                 "pass --allow-pickle (allow_pickle=True) for files you trust"
             )
         self._torch = torch
@@ -90,9 +91,20 @@ class TorchExtractor(GenerativeExtractor):
         self.device = device
         with self.threads():
             try:
-                self.model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), use_safetensors=not pickled)
-            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:  # corrupt or mismatched weights, bad config values
-                raise ModelNotFound(f"expected a model transformers can load from {folder}, got {type(exc).__name__}: {_first_line(exc)}") from None
+                self.model = AutoModelForCausalLM.from_pretrained(
+                    folder, dtype=getattr(torch, dtype), use_safetensors=not pickled
+                )
+            except (
+                OSError,
+                ValueError,
+                RuntimeError,
+                KeyError,
+                TypeError,
+            ) as exc:  # corrupt or mismatched weights, bad config values
+                raise ModelNotFound(
+                    f"expected a model transformers can load from {folder}, got {type(exc).__name__}: "
+                    f"{_first_line(exc)}"
+                ) from None
         self.model.to(device).eval()
         self._tokenizer = FolderTokenizer(folder, "torch", "torch")
         self.eos_id = self._tokenizer.eos_id
@@ -157,6 +169,7 @@ class TorchExtractor(GenerativeExtractor):
 
     def _release(self) -> None:
         self.model = None
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()

@@ -50,8 +50,14 @@ class TorchBranches:
         with self._torch.inference_mode(), self._owner.threads():
             # logits of the last column only: the output layer over every prompt position is
             # a fifth of SmolLM2's prefill work, for rows nobody reads
-            out = self._owner.model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                                    past_key_values=cache, use_cache=True, logits_to_keep=1)
+            out = self._owner.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
         return out.logits[:, -1].float().cpu().numpy(), out.past_key_values
 
     def _tensor(self, rows) -> object:
@@ -59,7 +65,9 @@ class TorchBranches:
 
     def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
         start, width = len(prefix), max(len(s) for s in suffixes)
-        _, cache = self._forward(self._tensor([list(prefix)]), self._tensor([[1] * start]), self._tensor([list(range(start))]), None)
+        _, cache = self._forward(
+            self._tensor([list(prefix)]), self._tensor([[1] * start]), self._tensor([list(range(start))]), None
+        )
         cache.batch_repeat_interleave(len(suffixes))
         pad = self._owner.eos_id
         ids, mask, positions = [], [], []
@@ -96,7 +104,9 @@ class TorchBranches:
         if list(branches) != self._rows:  # finished branches leave the batch
             self._keep([self._rows.index(handle) for handle in branches])
         self._mask = torch.cat([self._mask, torch.ones_like(self._mask[:, :1])], dim=1)
-        logits, self._cache = self._forward(self._tensor([[t] for t in tokens]), self._mask, self._positions[:, None], self._cache)
+        logits, self._cache = self._forward(
+            self._tensor([[t] for t in tokens]), self._mask, self._positions[:, None], self._cache
+        )
         self._positions = self._positions + 1
         return logits
 

@@ -57,7 +57,7 @@ def split_windows(text: str, count: Callable[[str], int], budget: int, overlap: 
         while last + 1 < len(units) and used + units[last + 1][2] <= budget:
             last += 1
             used += units[last][2]
-        windows.append((units[first][0], text[units[first][0]:units[last][1]]))
+        windows.append((units[first][0], text[units[first][0] : units[last][1]]))
         if last == len(units) - 1:
             break
         nxt, shared = last + 1, 0

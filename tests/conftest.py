@@ -47,8 +47,11 @@ def all_crossner_mit_texts() -> list[str]:
 
     _require_data()
     texts = [q.text for path in CROSSNER_EVAL.values() for q in read_queries(path)]
-    bio_files = [DATA / d / f"{split}.txt" for d in ("crossner_ai", "crossner_literature", "crossner_music")
-                 for split in ("train", "dev", "test")]
+    bio_files = [
+        DATA / d / f"{split}.txt"
+        for d in ("crossner_ai", "crossner_literature", "crossner_music")
+        for split in ("train", "dev", "test")
+    ]
     bio_files += [DATA / "mit_movie" / f"{split}.bio" for split in ("engtrain", "engtest")]
     for path in bio_files:
         texts += [passage.text for passage in read_bio(path)[0]]
@@ -83,18 +86,34 @@ def make_tiny_spm_llama(dest: Path, seed: int = 0) -> Path:
     _require_data()
     torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0, rms_norm_eps=1e-6,
+        vocab_size=32000,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        rms_norm_eps=1e-6,
         initializer_range=0.5,  # wide logits: greedy choices are not near-ties between float paths
     )
     model = LlamaForCausalLM(config).to(torch.float16)
     model.save_pretrained(dest)
     shutil.copy(LLAMA_TOKENIZER, dest / "tokenizer.model")
-    (dest / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
-        "unk_token": "<unk>", "add_bos_token": True, "add_eos_token": False,
-    }))
+    (dest / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "LlamaTokenizer",
+                "bos_token": "<s>",
+                "eos_token": "</s>",
+                "unk_token": "<unk>",
+                "add_bos_token": True,
+                "add_eos_token": False,
+            }
+        )
+    )
     return dest
 
 
@@ -211,7 +230,9 @@ def tiny_export(tiny_spm_hf, tmp_path_factory) -> Path:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UNER_CACHE", str(folder / "uner-cache"))
-        run_recipe(load_recipe(write_recipe(folder, tiny_spm_hf)), folder / "out", data_dir=DATA, threads=1, progress=False)
+        run_recipe(
+            load_recipe(write_recipe(folder, tiny_spm_hf)), folder / "out", data_dir=DATA, threads=1, progress=False
+        )
     return folder / "out"
 
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from uner import load
 from tests.conftest import crossner_queries
 from tests.parity import greedy_mismatches
 from tests.test_cli import assert_one_line_error, run
+from uner import load
 from uner.toolkit.adapter import merge_adapter
 from uner.toolkit.cli import main as uner_export
 
@@ -28,8 +28,23 @@ def random_lora(tiny_spm_hf, tmp_path_factory):
 
 
 def test_gguf_of_base_plus_adapter_matches_torch_on_the_merged_model(tiny_spm_hf, random_lora, tmp_path, capsys):
-    code, out, err = run(uner_export, ["gguf", tiny_spm_hf, "--adapter", random_lora, "--name", "tuned",
-                                       "--outtype", "f32", "--out", tmp_path / "gguf", "-q"], capsys)
+    code, out, err = run(
+        uner_export,
+        [
+            "gguf",
+            tiny_spm_hf,
+            "--adapter",
+            random_lora,
+            "--name",
+            "tuned",
+            "--outtype",
+            "f32",
+            "--out",
+            tmp_path / "gguf",
+            "-q",
+        ],
+        capsys,
+    )
     assert code == 0, err
     manifest = json.loads((tmp_path / "gguf" / "manifest.json").read_text())
     assert manifest["adapter"] == str(random_lora) and not list((tmp_path / "gguf").glob(".merge-*"))
@@ -51,6 +66,8 @@ def test_onnx_export_takes_the_adapter_too(tiny_spm_hf, random_lora, tmp_path):
 
 
 def test_a_folder_that_is_not_a_lora_adapter_is_refused(tiny_spm_hf, tmp_path, capsys):
-    code, _, err = run(uner_export, ["gguf", tiny_spm_hf, "--adapter", tiny_spm_hf, "--out", tmp_path / "x", "-q"], capsys)
+    code, _, err = run(
+        uner_export, ["gguf", tiny_spm_hf, "--adapter", tiny_spm_hf, "--out", tmp_path / "x", "-q"], capsys
+    )
     assert_one_line_error(code, err, "expected a PEFT adapter folder with adapter_config.json")
     assert not (tmp_path / "x").exists()

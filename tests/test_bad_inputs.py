@@ -28,8 +28,16 @@ CLOSED_PORT = "http://127.0.0.1:9"
 SHORT = ["--max-new-tokens", "4"]
 PARIS = ["-l", "person", "-t", "Paris."]
 #: the command word -> the CLI it belongs to
-COMMANDS = {"gguf": uner_export, "onnx": uner_export, "recipe": uner_export, "verify": uner_export,
-            "push": uner_export, "extract": uner, "bench": uner, "pull": uner}
+COMMANDS = {
+    "gguf": uner_export,
+    "onnx": uner_export,
+    "recipe": uner_export,
+    "verify": uner_export,
+    "push": uner_export,
+    "extract": uner,
+    "bench": uner,
+    "pull": uner,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -43,12 +51,21 @@ def _closed_hub_and_no_debug(monkeypatch, tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("hf-cache"))
     for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "UNER_DEBUG"):
         monkeypatch.delenv(name, raising=False)
-    for name, value in {"HF_ENDPOINT": CLOSED_PORT, "HF_HUB_CACHE": cache, "HF_HUB_ETAG_TIMEOUT": "2",
-                        "HF_HUB_DOWNLOAD_TIMEOUT": "2"}.items():
+    for name, value in {
+        "HF_ENDPOINT": CLOSED_PORT,
+        "HF_HUB_CACHE": cache,
+        "HF_HUB_ETAG_TIMEOUT": "2",
+        "HF_HUB_DOWNLOAD_TIMEOUT": "2",
+    }.items():
         monkeypatch.setenv(name, value)
-    for name, value in {"ENDPOINT": CLOSED_PORT, "HF_HUB_OFFLINE": False, "HF_HUB_CACHE": cache,
-                        "HUGGINGFACE_CO_URL_TEMPLATE": CLOSED_PORT + "/{repo_id}/resolve/{revision}/{filename}",
-                        "HF_HUB_ETAG_TIMEOUT": 2, "HF_HUB_DOWNLOAD_TIMEOUT": 2}.items():
+    for name, value in {
+        "ENDPOINT": CLOSED_PORT,
+        "HF_HUB_OFFLINE": False,
+        "HF_HUB_CACHE": cache,
+        "HUGGINGFACE_CO_URL_TEMPLATE": CLOSED_PORT + "/{repo_id}/resolve/{revision}/{filename}",
+        "HF_HUB_ETAG_TIMEOUT": 2,
+        "HF_HUB_DOWNLOAD_TIMEOUT": 2,
+    }.items():
         monkeypatch.setattr(constants, name, value)
 
 
@@ -214,10 +231,15 @@ def _export_cases(command: str) -> list[Case]:
         broken("corrupt-weights-header", "safetensors header"),
         broken("broken-tokenizer-json", "tokenizer.json"),
         Case(f"{command}-out-is-a-file", lambda s: export(s, s.model(), out=s.file("out", "a file")), 1, "out"),
-        Case(f"{command}-out-inside-the-source", lambda s: export(s, s.model(), out=s.tmp / "model" / "out"),
-             1, "inside"),
         Case(f"{command}-existing-output-without-force", existing_output, 1, "--force"),
-    ]
+    ] + (
+        # an ONNX export replaces its folder, so it must stand apart from the source; GGUF files may
+        # go beside the source files (as llama.cpp's converter writes them), never over one of them
+        # (tests/test_export_safety.py)
+        [Case("onnx-out-inside-the-source", lambda s: export(s, s.model(), out=s.tmp / "model" / "out"), 1, "inside")]
+        if command == "onnx"
+        else []
+    )
 
 
 def _gguf(s: Scene, *extra) -> list:
@@ -287,8 +309,21 @@ def _bio(s: Scene) -> Path:
 
 
 def _bench(s: Scene, data: Path, *extra, reference: Path | None = None) -> list:
-    return ["bench", "-r", reference or s.hf, "-d", data, "-o", s.tmp / "bench", "--no-baselines",
-            "--max-new-tokens", "2", "--threads", "1", *extra]
+    return [
+        "bench",
+        "-r",
+        reference or s.hf,
+        "-d",
+        data,
+        "-o",
+        s.tmp / "bench",
+        "--no-baselines",
+        "--max-new-tokens",
+        "2",
+        "--threads",
+        "1",
+        *extra,
+    ]
 
 
 def _recipe(s: Scene, text: str, *extra) -> list:
@@ -358,42 +393,70 @@ CASES: list[Case] = [
     Case("extract-tampered-onnx", lambda s: _extract(_tampered(s), *PARIS), 1, "model.onnx.data"),
     Case("extract-garbage-onnx-without-manifest", _garbage_onnx, 1, "model.onnx"),
     Case("extract-empty-labels", lambda s: _extract(s.gguf, "-l", " , ", "-t", "x"), 1, "at least one entity label"),
-    Case("extract-labels-file-missing", lambda s: _extract(s.gguf, "--labels-file", s.tmp / "l.txt", "-t", "x"),
-         1, "l.txt"),
-    Case("extract-labels-file-empty", lambda s: _extract(s.gguf, "--labels-file", s.file("l.txt", "#\n\n"), "-t", "x"),
-         1, "l.txt"),
+    Case(
+        "extract-labels-file-missing",
+        lambda s: _extract(s.gguf, "--labels-file", s.tmp / "l.txt", "-t", "x"),
+        1,
+        "l.txt",
+    ),
+    Case(
+        "extract-labels-file-empty",
+        lambda s: _extract(s.gguf, "--labels-file", s.file("l.txt", "#\n\n"), "-t", "x"),
+        1,
+        "l.txt",
+    ),
     Case("extract-input-missing", lambda s: _read(s, s.tmp / "docs.jsonl"), 1, "docs.jsonl"),
     Case("extract-input-empty", lambda s: _read(s, s.file("docs.txt", "\n  \n")), 1, "docs.txt"),
     Case("extract-input-not-utf8", lambda s: _read(s, s.file("docs.txt", "Café".encode("latin-1"))), 1, "UTF-8"),
-    Case("extract-input-invalid-jsonl", lambda s: _read(s, s.file("d.jsonl", '{"text": "a"}\n{"text": \n')),
-         1, "line 2"),
+    Case(
+        "extract-input-invalid-jsonl", lambda s: _read(s, s.file("d.jsonl", '{"text": "a"}\n{"text": \n')), 1, "line 2"
+    ),
     Case("extract-input-is-a-folder", lambda s: _read(s, s.folder("docs")), 1, "folder"),
-    Case("extract-corpus-input-is-a-folder", lambda s: _read(s, s.folder("docs"), "-o", s.tmp / "o.jsonl"),
-         1, "folder"),
+    Case(
+        "extract-corpus-input-is-a-folder", lambda s: _read(s, s.folder("docs"), "-o", s.tmp / "o.jsonl"), 1, "folder"
+    ),
     Case("extract-output-is-the-input", _output_is_the_input, 1, "another file than --input"),
-    Case("extract-output-is-a-folder", lambda s: _read(s, s.jsonl("d.jsonl", {"text": "a"}), "-o", s.folder("out")),
-         1, "folder"),
+    Case(
+        "extract-output-is-a-folder",
+        lambda s: _read(s, s.jsonl("d.jsonl", {"text": "a"}), "-o", s.folder("out")),
+        1,
+        "folder",
+    ),
     Case("extract-window-too-small", lambda s: _extract(s.gguf, *PARIS, "--window", "64"), 1, "window"),
     Case("extract-window-below-64", lambda s: _extract(s.gguf, *PARIS, "--window", "8"), 2, "--window"),
-    Case("extract-max-new-tokens-0", lambda s: _extract(s.gguf, *PARIS, "--max-new-tokens", "0"),
-         2, "--max-new-tokens"),
+    Case(
+        "extract-max-new-tokens-0", lambda s: _extract(s.gguf, *PARIS, "--max-new-tokens", "0"), 2, "--max-new-tokens"
+    ),
     Case("extract-kv-cache-f32-on-onnx", lambda s: _extract(s.onnx, *PARIS, "--kv-cache", "f32"), 1, "kv_cache_type"),
     Case("extract-allow-pickle-on-gguf", lambda s: _extract(s.gguf, *PARIS, "--allow-pickle"), 1, "allow_pickle"),
     Case("extract-provider-cuda-without-cuda", _provider_cuda_without_cuda, 1, "cuda"),
     # argv decoded with surrogateescape: a byte that is not UTF-8 arrives as a lone surrogate
-    Case("extract-lone-surrogate-in-text", lambda s: _extract(s.gguf, "-l", "person", "-t", os.fsdecode(b"caf\xff")),
-         1, "lone surrogate"),
-    Case("extract-lone-surrogate-in-label", lambda s: _extract(s.gguf, "-l", os.fsdecode(b"per\xffson"), "-t", "x"),
-         1, "label"),
+    Case(
+        "extract-lone-surrogate-in-text",
+        lambda s: _extract(s.gguf, "-l", "person", "-t", os.fsdecode(b"caf\xff")),
+        1,
+        "lone surrogate",
+    ),
+    Case(
+        "extract-lone-surrogate-in-label",
+        lambda s: _extract(s.gguf, "-l", os.fsdecode(b"per\xffson"), "-t", "x"),
+        1,
+        "label",
+    ),
     Case("extract-resume-with-other-labels", _resumed_with_other_labels, 1, "labels (person there, location now)"),
     # -- uner bench -----------------------------------------------------------------------
     Case("bench-missing-data", lambda s: _bench(s, s.tmp / "test.bio"), 1, "does not exist"),
     Case("bench-empty-eval-file", lambda s: _bench(s, s.file("eval.json", "[]")), 1, "empty list"),
     Case("bench-data-not-json", lambda s: _bench(s, s.file("eval.json", "this is not JSON\n")), 1, "eval.json"),
-    Case("bench-data-not-bio", lambda s: _bench(s, s.file("notes.txt", "Dear diary,\ntoday was long.\n")),
-         1, "notes.txt"),
-    Case("bench-data-binary", lambda s: _bench(s, s.file("test.bio", b"\x89PNG\r\n\x1a\n" + bytes(range(256)))),
-         1, "test.bio"),
+    Case(
+        "bench-data-not-bio", lambda s: _bench(s, s.file("notes.txt", "Dear diary,\ntoday was long.\n")), 1, "notes.txt"
+    ),
+    Case(
+        "bench-data-binary",
+        lambda s: _bench(s, s.file("test.bio", b"\x89PNG\r\n\x1a\n" + bytes(range(256)))),
+        1,
+        "test.bio",
+    ),
     Case("bench-reference-is-a-gguf", lambda s: _bench(s, _bio(s), reference=s.gguf), 1, "--reference"),
     Case("bench-candidate-missing", lambda s: _bench(s, _bio(s), "-c", s.tmp / "nope.gguf"), 1, "nope.gguf"),
     Case("bench-limit-0", lambda s: _bench(s, _bio(s), "--limit", "0"), 2, "--limit"),
@@ -405,10 +468,18 @@ CASES: list[Case] = [
     Case("recipe-unknown-top-level-key", lambda s: _recipe(s, 'colour = "blue"\n' + TINY_RECIPE), 1, "colour"),
     # a typo inside a table: refused on load, as at the top level (--no-bench keeps the run
     # short were it accepted)
-    Case("recipe-unknown-key-in-a-table", lambda s: _recipe(s, TINY_RECIPE.replace("limit =", "limt ="), "--no-bench"),
-         1, "limt"),
-    Case("recipe-data-dir-without-the-data", lambda s: _recipe(s, TINY_RECIPE, "--data-dir", s.folder("data")),
-         1, "CrossNER_AI.json"),
+    Case(
+        "recipe-unknown-key-in-a-table",
+        lambda s: _recipe(s, TINY_RECIPE.replace("limit =", "limt ="), "--no-bench"),
+        1,
+        "limt",
+    ),
+    Case(
+        "recipe-data-dir-without-the-data",
+        lambda s: _recipe(s, TINY_RECIPE, "--data-dir", s.folder("data")),
+        1,
+        "CrossNER_AI.json",
+    ),
     Case("recipe-no-data-dir", _recipe_without_data_dir, 1, "--data-dir"),
     # -- uner-export verify ---------------------------------------------------------------
     Case("verify-no-manifest", lambda s: ["verify", s.file("out/model.gguf", b"GGUF").parent], 1, "no manifest"),
@@ -454,9 +525,12 @@ def test_the_table_has_forty_distinct_cases_or_more():
 
 
 def test_a_lone_surrogate_in_a_corpus_document_skips_that_document_only(scene: Scene, capfd, caplog):
-    docs = scene.file("docs.jsonl", '{"id": "a", "text": "Barack Obama visited Paris."}\n'
-                                    '{"id": "b", "text": "a lone \\ud800 here"}\n'  # JSON's escape: a lone surrogate
-                                    '{"id": "c", "text": "Angela Merkel lives in Berlin."}\n')
+    docs = scene.file(
+        "docs.jsonl",
+        '{"id": "a", "text": "Barack Obama visited Paris."}\n'
+        '{"id": "b", "text": "a lone \\ud800 here"}\n'  # JSON's escape: a lone surrogate
+        '{"id": "c", "text": "Angela Merkel lives in Berlin."}\n',
+    )
     out = scene.tmp / "out.jsonl"
     caplog.clear()
     code, stdout, err = run(uner, _extract(scene.gguf, "-l", "person", "-i", docs, "-o", out), capfd)

@@ -4,13 +4,13 @@ import json
 
 import pytest
 
+from tests.conftest import CROSSNER_EVAL
+from tests.test_cli import assert_one_line_error, run
 from uner.bench.report import summarize
 from uner.bench.runner import Prediction, sample_queries
 from uner.bench.suite import VariantRun, VariantSpec
 from uner.cli import main as uner
 from uner.eval_data import read_queries
-from tests.conftest import CROSSNER_EVAL
-from tests.test_cli import assert_one_line_error, run
 
 
 @pytest.fixture(scope="module")
@@ -22,17 +22,48 @@ def small_eval_files(tmp_path_factory):
     return [folder / "music.json", folder / "tiny.bio"]
 
 
-def test_bench_writes_results_predictions_report_and_plots(tiny_spm_hf, tiny_spm_ggufs, tiny_spm_onnx_fp32,
-                                                          small_eval_files, tmp_path, capsys):
+def test_bench_writes_results_predictions_report_and_plots(
+    tiny_spm_hf, tiny_spm_ggufs, tiny_spm_onnx_fp32, small_eval_files, tmp_path, capsys
+):
     out = tmp_path / "bench"
-    argv = ["bench", "-r", tiny_spm_hf, "-c", tiny_spm_ggufs["f32"], "-c", tiny_spm_onnx_fp32, "--per-query", "--constrain", "json",
-            "-d", small_eval_files[0], "-d", small_eval_files[1], "--max-new-tokens", "8", "--threads", "2", "-o", out, "-q"]
+    argv = [
+        "bench",
+        "-r",
+        tiny_spm_hf,
+        "-c",
+        tiny_spm_ggufs["f32"],
+        "-c",
+        tiny_spm_onnx_fp32,
+        "--per-query",
+        "--constrain",
+        "json",
+        "-d",
+        small_eval_files[0],
+        "-d",
+        small_eval_files[1],
+        "--max-new-tokens",
+        "8",
+        "--threads",
+        "2",
+        "-o",
+        out,
+        "-q",
+    ]
     code, stdout, err = run(uner, argv, capsys)
     assert code == 0, err
     results = json.loads((out / "results.json").read_text())
     names = [v["name"] for v in results["variants"]]
-    assert names == ["reference:tiny-spm-llama", "tiny-spm-llama.F32.gguf", "tiny-spm-llama.F32.gguf per-query",
-                     "tiny-spm-llama.F32.gguf json", "fp32", "fp32 per-query", "fp32 json", "hf-naive", "llamacpp-naive"]
+    assert names == [
+        "reference:tiny-spm-llama",
+        "tiny-spm-llama.F32.gguf",
+        "tiny-spm-llama.F32.gguf per-query",
+        "tiny-spm-llama.F32.gguf json",
+        "fp32",
+        "fp32 per-query",
+        "fp32 json",
+        "hf-naive",
+        "llamacpp-naive",
+    ]
     by_name = {v["name"]: v for v in results["variants"]}
     assert by_name["fp32"]["x_own_per_query"] > 0 and by_name["fp32 per-query"]["x_own_per_query"] is None
     assert by_name["fp32"]["agreement"] == 100.0  # fp32 ONNX, batched, answers as the torch reference
@@ -40,7 +71,9 @@ def test_bench_writes_results_predictions_report_and_plots(tiny_spm_hf, tiny_spm
     for variant in results["variants"]:
         assert {"name", "path", "backend", "f1", "delta_f1", "agreement", "queries_per_s", "size_bytes"} <= set(variant)
         assert 0 <= variant["agreement"] <= 100 and variant["queries_per_s"] > 0
-        lines = (out / f"predictions-{variant['name'].replace(':', '_').replace(' ', '_')}.jsonl").read_text().splitlines()
+        lines = (
+            (out / f"predictions-{variant['name'].replace(':', '_').replace(' ', '_')}.jsonl").read_text().splitlines()
+        )
         assert len(lines) == 4 and {"id", "text", "label", "raw", "answers"} <= set(json.loads(lines[0]))
     assert results["variants"][0]["agreement"] == 100.0 and results["variants"][0]["delta_f1"] == 0.0
     assert by_name["hf-naive"]["x_hf_naive"] == pytest.approx(1.0)
@@ -66,7 +99,9 @@ def test_the_sample_is_whole_texts_deterministic_and_in_file_order():
 
 
 def _run(name, raws, seconds):
-    predictions = [Prediction(str(i), "d", "t", "person", '["Ann"]', raw, [], 10, 4, seconds, 0.0) for i, raw in enumerate(raws)]
+    predictions = [
+        Prediction(str(i), "d", "t", "person", '["Ann"]', raw, [], 10, 4, seconds, 0.0) for i, raw in enumerate(raws)
+    ]
     return VariantRun(VariantSpec(name, "p"), "x", predictions, 1.0, 1, 100, 100)
 
 

@@ -27,7 +27,9 @@ def assert_one_line_error(code, err, fragment):
 
 
 def test_export_writes_gguf_ladder_and_manifest(tiny_spm_hf, tmp_path, capsys):
-    code, out, _ = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--outtype", "f16", "--quant", "q8_0,q4_0", "-q"], capsys)
+    code, out, _ = run(
+        uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--outtype", "f16", "--quant", "q8_0,q4_0", "-q"], capsys
+    )
     assert code == 0
     names = ["tiny-spm-llama.F16.gguf", "tiny-spm-llama.Q8_0.gguf", "tiny-spm-llama.Q4_0.gguf"]
     assert [Path(line).name for line in out.split()] == [*names, "manifest.json"]
@@ -39,8 +41,21 @@ def test_export_writes_gguf_ladder_and_manifest(tiny_spm_hf, tmp_path, capsys):
 
 
 def test_extract_prints_json_with_raw_answers(smollm2_ggufs, capsys):
-    argv = ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person,location", "--json", "--raw",
-            "--max-new-tokens", "48", "-t", "Barack Obama visited Paris.", "-t", "Angela Merkel lives in Berlin."]
+    argv = [
+        "extract",
+        "-m",
+        smollm2_ggufs["q4_k_m"],
+        "-l",
+        "person,location",
+        "--json",
+        "--raw",
+        "--max-new-tokens",
+        "48",
+        "-t",
+        "Barack Obama visited Paris.",
+        "-t",
+        "Angela Merkel lives in Berlin.",
+    ]
     code, out, _ = run(uner, argv, capsys)
     assert code == 0
     records = [json.loads(line) for line in out.splitlines()]
@@ -54,7 +69,9 @@ def test_extract_prints_json_with_raw_answers(smollm2_ggufs, capsys):
 def test_extract_reads_texts_from_a_file(smollm2_ggufs, tmp_path, capsys):
     texts = tmp_path / "texts.jsonl"
     texts.write_text('{"text": "Barack Obama visited Paris."}\n', encoding="utf-8")
-    code, out, _ = run(uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person", "-i", texts, "--max-new-tokens", "16"], capsys)
+    code, out, _ = run(
+        uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person", "-i", texts, "--max-new-tokens", "16"], capsys
+    )
     assert code == 0 and out.startswith("Barack Obama visited Paris.\n")
 
 
@@ -153,20 +170,37 @@ def test_every_command_has_help(main, capsys):
 
 def test_a_corpus_is_streamed_to_json_lines_and_resumed_after_an_interruption(uniner_smol_ggufs, tmp_path, capsys):
     docs = tmp_path / "docs.jsonl"
-    texts = {"a": "Barack Obama visited Paris.", "b": "Angela Merkel lives in Berlin.",
-             "c": "Yoshua Bengio works in Montreal.", "d": "Marie Curie was born in Warsaw."}
+    texts = {
+        "a": "Barack Obama visited Paris.",
+        "b": "Angela Merkel lives in Berlin.",
+        "c": "Yoshua Bengio works in Montreal.",
+        "d": "Marie Curie was born in Warsaw.",
+    }
     docs.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()), encoding="utf-8")
     labels = tmp_path / "labels.txt"
     labels.write_text("person\n# a comment\nlocation\n", encoding="utf-8")
     out = tmp_path / "out" / "entities.jsonl"
-    argv = ["extract", "-m", uniner_smol_ggufs["q4_k_m"], "--labels-file", labels, "-i", docs, "-o", out, "--max-new-tokens", "24", "-q"]
+    argv = [
+        "extract",
+        "-m",
+        uniner_smol_ggufs["q4_k_m"],
+        "--labels-file",
+        labels,
+        "-i",
+        docs,
+        "-o",
+        out,
+        "--max-new-tokens",
+        "24",
+        "-q",
+    ]
     code, _, err = run(uner, argv, capsys)
     assert code == 0, err
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in records] == ["a", "b", "c", "d"]
     for record in records:
         for entity in record["entities"]:
-            assert texts[record["id"]][entity["start"]:entity["end"]] == entity["text"]
+            assert texts[record["id"]][entity["start"] : entity["end"]] == entity["text"]
     assert any(e["label"] == "person" for r in records for e in r["entities"])
     # interrupted run: two lines done (one of them marked so a recompute would show), a third cut mid-write
     marked = dict(records[0], entities=[{"label": "marker", "text": "", "start": 0, "end": 0}])
@@ -182,20 +216,38 @@ def test_a_corpus_is_streamed_to_json_lines_and_resumed_after_an_interruption(un
 def test_duplicate_document_ids_are_an_error_before_any_work(tmp_path, capsys):
     docs = tmp_path / "docs.jsonl"
     docs.write_text('{"id": 1, "text": "a"}\n{"id": 1, "text": "b"}\n', encoding="utf-8")
-    code, _, err = run(uner, ["extract", "-m", tmp_path / "missing.gguf", "-l", "person", "-i", docs, "-o", tmp_path / "o.jsonl"], capsys)
+    code, _, err = run(
+        uner,
+        ["extract", "-m", tmp_path / "missing.gguf", "-l", "person", "-i", docs, "-o", tmp_path / "o.jsonl"],
+        capsys,
+    )
     assert_one_line_error(code, err, "expected unique ids")
     assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_output_needs_an_input_file(smollm2_ggufs, tmp_path, capsys):
-    code, _, err = run(uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person", "-t", "x", "-o", tmp_path / "o.jsonl"], capsys)
+    code, _, err = run(
+        uner, ["extract", "-m", smollm2_ggufs["q4_k_m"], "-l", "person", "-t", "x", "-o", tmp_path / "o.jsonl"], capsys
+    )
     assert_one_line_error(code, err, "expected --output with an --input file")
 
 
 def test_embedding_type_keeps_embeddings_unquantized_in_quantized_files(tiny_spm_hf, tmp_path, capsys):
     from gguf import GGMLQuantizationType, GGUFReader
 
-    argv = ["gguf", tiny_spm_hf, "--out", tmp_path, "--outtype", "f32", "--quant", "q8_0", "--embedding-type", "f16", "-q"]
+    argv = [
+        "gguf",
+        tiny_spm_hf,
+        "--out",
+        tmp_path,
+        "--outtype",
+        "f32",
+        "--quant",
+        "q8_0",
+        "--embedding-type",
+        "f16",
+        "-q",
+    ]
     code, _, err = run(uner_export, argv, capsys)
     assert code == 0, err
     types = {t.name: t.tensor_type for t in GGUFReader(tmp_path / "tiny-spm-llama.Q8_0.gguf").tensors}
@@ -205,19 +257,27 @@ def test_embedding_type_keeps_embeddings_unquantized_in_quantized_files(tiny_spm
 
 
 def test_an_unknown_embedding_type_fails_before_converting(tiny_spm_hf, tmp_path, capsys):
-    code, _, err = run(uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--quant", "q8_0", "--embedding-type", "q3"], capsys)
+    code, _, err = run(
+        uner_export, ["gguf", tiny_spm_hf, "--out", tmp_path, "--quant", "q8_0", "--embedding-type", "q3"], capsys
+    )
     assert_one_line_error(code, err, "expected an embedding type")
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize(("flag", "expected"), [([], "f32"), (["--kv-cache", "f16"], "f16"), (["--kv-cache", "f32"], "f32")])
+@pytest.mark.parametrize(
+    ("flag", "expected"), [([], "f32"), (["--kv-cache", "f16"], "f16"), (["--kv-cache", "f32"], "f32")]
+)
 def test_extract_runs_f32_files_with_the_kv_cache_asked_for(tiny_spm_ggufs, capsys, monkeypatch, flag, expected):
     import uner.cli as cli
 
     seen = []
     real_load = cli.load
     monkeypatch.setattr(cli, "load", lambda *a, **k: seen.append(ner := real_load(*a, **k)) or ner)
-    code, out, err = run(uner, ["extract", "-m", tiny_spm_ggufs["f32"], "-l", "person", "-t", "Paris", "--max-new-tokens", "4", "-q", *flag], capsys)
+    code, out, err = run(
+        uner,
+        ["extract", "-m", tiny_spm_ggufs["f32"], "-l", "person", "-t", "Paris", "--max-new-tokens", "4", "-q", *flag],
+        capsys,
+    )
     assert code == 0, err
     assert [ner.kv_cache_type for ner in seen] == [expected]
 

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from tests.conftest import crossner_texts
 from uner import load
 from uner.constraints import JsonListPicker, TokenTable
 from uner.errors import InputError
 from uner.parsing import parse_answer
-from tests.conftest import crossner_texts
 
 PIECES = [b"</s>", b" [", b'"', b"Paris", b'"]', b", ", b"Rome", b"]", b"x", b'"P', b'aris"', b" ", b"\\", b'n"', b"\n"]
 TABLE = TokenTable(lambda token: PIECES[token], len(PIECES))

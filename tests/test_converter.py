@@ -12,7 +12,13 @@ from uner.toolkit import export_gguf
 from uner.toolkit.checkpoint import params_from_config
 from uner.toolkit.tensor_map import unpermute_rotary
 
-BASE_CONFIG = {"num_attention_heads": 4, "hidden_size": 64, "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 10}
+BASE_CONFIG = {
+    "num_attention_heads": 4,
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "intermediate_size": 128,
+    "vocab_size": 10,
+}
 
 
 def _hf_permute(weight: np.ndarray, n_head: int) -> np.ndarray:
@@ -42,7 +48,13 @@ def test_rope_theta_is_read_from_every_config_generation(extra, expected):
 
 def _fields(path):
     reader = gguf.GGUFReader(path)
-    return reader, {name: field.contents() for name, field in reader.fields.items() if not name.startswith("tokenizer.ggml.t") and name != "tokenizer.ggml.merges" and name != "tokenizer.ggml.scores"}
+    return reader, {
+        name: field.contents()
+        for name, field in reader.fields.items()
+        if not name.startswith("tokenizer.ggml.t")
+        and name != "tokenizer.ggml.merges"
+        and name != "tokenizer.ggml.scores"
+    }
 
 
 def test_bpe_export_carries_hparams_vocab_and_provenance(smollm2_hf, smollm2_ggufs):

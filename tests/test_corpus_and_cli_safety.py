@@ -45,7 +45,7 @@ BAD_AND_GOOD = [
     '{"id": "e"}',
     '{"id": "f", "text": 5}',
     '{"id": 7, "text": "Angela Merkel lives in Berlin."}',
-    'not JSON at all',
+    "not JSON at all",
     '{"text": "Marie Curie was born in Warsaw."}',
 ]
 
@@ -66,8 +66,12 @@ def test_unreadable_documents_are_reported_and_skipped_and_the_others_written(ti
     warnings = _warnings(caplog)
     assert all("\n" not in line for line in warnings)
     assert [w.split(":")[0] for w in warnings[:-1]] == [
-        "skipping line 2 (id 'b')", "skipping line 3", "skipping line 4", "skipping line 5 (id 'e')",
-        "skipping line 6 (id 'f')", "skipping line 8",
+        "skipping line 2 (id 'b')",
+        "skipping line 3",
+        "skipping line 4",
+        "skipping line 5 (id 'e')",
+        "skipping line 6 (id 'f')",
+        "skipping line 8",
     ]
     assert "lone surrogate" in warnings[0] and "null" in warnings[1] and "an object" in warnings[2]
     assert "wrote 3 documents" in warnings[-1] and "skipped 6 unreadable documents" in warnings[-1]
@@ -117,7 +121,9 @@ def test_an_output_that_is_the_input_is_refused(tiny_spm_hf, tmp_path, capsys, m
     docs = _docs(tmp_path, ['{"id": "a", "text": "Barack Obama visited Paris."}'])
     before = docs.read_bytes()
     monkeypatch.chdir(tmp_path)
-    output = {"same": docs, "dotted": Path(".") / "sub" / ".." / docs.name, "symlink": tmp_path / "link.jsonl"}[spelling]
+    output = {"same": docs, "dotted": Path(".") / "sub" / ".." / docs.name, "symlink": tmp_path / "link.jsonl"}[
+        spelling
+    ]
     (tmp_path / "sub").mkdir()
     (tmp_path / "link.jsonl").symlink_to(docs)
     code, _, err = run(uner, _corpus_argv(tiny_spm_hf, docs, output), capsys)
@@ -127,8 +133,10 @@ def test_an_output_that_is_the_input_is_refused(tiny_spm_hf, tmp_path, capsys, m
 
 @pytest.mark.parametrize("command", ["extract", "bench"])
 def test_threads_above_512_are_refused_as_a_usage_error(tiny_spm_hf, tmp_path, capsys, command):
-    argv = {"extract": ["extract", "-m", tiny_spm_hf, "-l", "person", "-t", "Paris.", *SHORT],
-            "bench": ["bench", "-r", tiny_spm_hf, "-d", tmp_path / "none.json", "-o", tmp_path / "b", "-q"]}[command]
+    argv = {
+        "extract": ["extract", "-m", tiny_spm_hf, "-l", "person", "-t", "Paris.", *SHORT],
+        "bench": ["bench", "-r", tiny_spm_hf, "-d", tmp_path / "none.json", "-o", tmp_path / "b", "-q"],
+    }[command]
     code, _, err = run(uner, [*argv, "--threads", "513"], capsys)
     assert code == 2, err
     errors = [line for line in err.splitlines() if line.startswith("Error")]
@@ -158,14 +166,19 @@ def test_an_output_under_a_regular_file_is_one_error_line(tiny_spm_hf, tmp_path,
     ("error", "fragments"),
     [
         (PermissionError(errno.EACCES, "Permission denied", "/models/m.gguf"), ["/models/m.gguf", "Permission denied"]),
-        (OSError(errno.ENOSPC, "No space left on device", "/data/out.jsonl"), ["/data/out.jsonl", "No space left", "free some space"]),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/data/out.jsonl"),
+            ["/data/out.jsonl", "No space left", "free some space"],
+        ),
         (OSError(errno.EROFS, "Read-only file system", "/ro/out.jsonl"), ["/ro/out.jsonl", "Read-only file system"]),
         (IsADirectoryError(errno.EISDIR, "Is a directory", "/data/results"), ["/data/results", "Is a directory"]),
         (NotADirectoryError(errno.ENOTDIR, "Not a directory", "/data/f.txt/o"), ["/data/f.txt/o", "Not a directory"]),
     ],
     ids=["permission", "disk-full", "read-only", "is-a-folder", "not-a-folder"],
 )
-def test_os_errors_are_one_error_line_naming_the_path_and_the_reason(tiny_spm_hf, tmp_path, capsys, monkeypatch, error, fragments):
+def test_os_errors_are_one_error_line_naming_the_path_and_the_reason(
+    tiny_spm_hf, tmp_path, capsys, monkeypatch, error, fragments
+):
     from uner import cli as uner_cli
 
     def fail(*args, **kwargs):  # the OS refusing, where the CLI meets the file system
@@ -182,12 +195,24 @@ def test_os_errors_are_one_error_line_naming_the_path_and_the_reason(tiny_spm_hf
 
 def test_pull_from_an_unreachable_endpoint_is_one_error_line(tmp_path):
     env = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    env.update({"HF_ENDPOINT": "http://127.0.0.1:9",  # a closed local port: refused at once
-                "HF_HOME": str(tmp_path / "hf"), "HF_HUB_ETAG_TIMEOUT": "2", "HF_HUB_DOWNLOAD_TIMEOUT": "2",
-                "UNER_CACHE": str(tmp_path / "uner"), "PYTHONPATH": str(ROOT)})
+    env.update(
+        {
+            "HF_ENDPOINT": "http://127.0.0.1:9",  # a closed local port: refused at once
+            "HF_HOME": str(tmp_path / "hf"),
+            "HF_HUB_ETAG_TIMEOUT": "2",
+            "HF_HUB_DOWNLOAD_TIMEOUT": "2",
+            "UNER_CACHE": str(tmp_path / "uner"),
+            "PYTHONPATH": str(ROOT),
+        }
+    )
     code = "import sys; from uner.cli import main; main(sys.argv[1:])"
-    done = subprocess.run([sys.executable, "-c", code, "pull", "me/tiny-uner", "--variant", "q8_0"],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "pull", "me/tiny-uner", "--variant", "q8_0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), done.stderr
@@ -204,8 +229,13 @@ def test_pull_from_an_unreachable_endpoint_is_one_error_line(tmp_path):
         ("object.json", "{}", "not a list"),
         ("empty.txt", "", "no sentences"),
         ("untagged.bio", "O\tshow\nO\tme\n", "no tagged entity type"),
-        ("numbers.json", json.dumps([{"id": 1, "conversations": [{"value": v} for v in
-                                      (1, 2, "What describes person in the text?", "[]")]}]), "not a string"),
+        (
+            "numbers.json",
+            json.dumps(
+                [{"id": 1, "conversations": [{"value": v} for v in (1, 2, "What describes person in the text?", "[]")]}]
+            ),
+            "not a string",
+        ),
     ],
 )
 def test_bench_data_without_queries_is_one_error_line(tiny_spm_hf, tmp_path, capsys, name, content, fragment):
@@ -228,7 +258,21 @@ def test_an_interrupted_bench_leaves_no_finished_looking_results(tiny_spm_hf, tm
         raise KeyboardInterrupt
 
     monkeypatch.setattr(bench_cli, "plots", interrupted)
-    argv = ["bench", "-r", tiny_spm_hf, "-d", data, "-o", out, "--no-baselines", "--max-new-tokens", "2", "--threads", "2", "-q"]
+    argv = [
+        "bench",
+        "-r",
+        tiny_spm_hf,
+        "-d",
+        data,
+        "-o",
+        out,
+        "--no-baselines",
+        "--max-new-tokens",
+        "2",
+        "--threads",
+        "2",
+        "-q",
+    ]
     code, _, err = run(uner, argv, capsys)
     assert code == 130 and "Error: interrupted" in err, err
     assert (out / "report.md").exists()  # written (whole) before the interruption
@@ -270,7 +314,19 @@ def test_a_backend_missing_in_a_bench_child_is_one_error_line(tiny_spm_hf, tmp_p
     monkeypatch.syspath_prepend(str(tmp_path / "shadow"))
     data = tmp_path / "tiny.bio"
     data.write_text("O\tshow\nB-ACTOR\tbruce\n", encoding="utf-8")
-    argv = ["bench", "-r", tiny_spm_hf, "-d", data, "-o", tmp_path / "bench", "--no-baselines", "--max-new-tokens", "2", "-q"]
+    argv = [
+        "bench",
+        "-r",
+        tiny_spm_hf,
+        "-d",
+        data,
+        "-o",
+        tmp_path / "bench",
+        "--no-baselines",
+        "--max-new-tokens",
+        "2",
+        "-q",
+    ]
     code, _, err = run(uner, argv, capsys)
     assert_one_line_error(code, err, "the torch backend needs the 'transformers' package: pip install")
     assert "BrokenProcessPool" not in err

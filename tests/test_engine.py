@@ -3,9 +3,9 @@ per-query path of the same backend."""
 
 import pytest
 
+from tests.conftest import crossner_texts
 from uner import load
 from uner.engine import Job, shared_prefix
-from tests.conftest import crossner_texts
 
 MAX_NEW = 40
 
@@ -25,7 +25,9 @@ def per_query_and_batched(extractor, texts):
 @pytest.fixture(params=["torch", "gguf-f32", "onnx-fp32", "onnx-int4"])
 def artifact(request, uniner_smol_hf, uniner_smol_ggufs, uniner_smol_onnx):
     kind, _, variant = request.param.partition("-")
-    return {"torch": uniner_smol_hf, "gguf": uniner_smol_ggufs.get(variant), "onnx": uniner_smol_onnx.get(variant)}[kind]
+    return {"torch": uniner_smol_hf, "gguf": uniner_smol_ggufs.get(variant), "onnx": uniner_smol_onnx.get(variant)}[
+        kind
+    ]
 
 
 def test_batched_answers_are_identical_to_per_query_answers(artifact):
@@ -51,7 +53,9 @@ def test_the_parity_check_catches_a_branch_that_loses_a_token(uniner_smol_ggufs,
     from uner.llamacpp_branches import LlamaCppBranches
 
     add = LlamaCppBranches.add
-    monkeypatch.setattr(LlamaCppBranches, "add", lambda self, prefix, suffixes: add(self, prefix, [s[1:] for s in suffixes]))
+    monkeypatch.setattr(
+        LlamaCppBranches, "add", lambda self, prefix, suffixes: add(self, prefix, [s[1:] for s in suffixes])
+    )
     with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW) as ner:
         plain, batched = per_query_and_batched(ner, crossner_texts(per_domain=1)[:1])
     assert batched != plain
@@ -62,7 +66,11 @@ def test_finished_branches_drop_out_of_the_batch(uniner_smol_ggufs, monkeypatch)
 
     rows = []
     step = LlamaCppBranches.step
-    monkeypatch.setattr(LlamaCppBranches, "step", lambda self, branches, tokens: rows.append(len(branches)) or step(self, branches, tokens))
+    monkeypatch.setattr(
+        LlamaCppBranches,
+        "step",
+        lambda self, branches, tokens: rows.append(len(branches)) or step(self, branches, tokens),
+    )
     text, labels = crossner_texts(per_domain=1)[2]  # answers of several lengths
     with load(uniner_smol_ggufs["q4_k_m"], max_new_tokens=MAX_NEW) as ner:
         outputs = ner.generate_together([ner.prompt_ids(text, label) for label in labels], text)
@@ -76,7 +84,11 @@ def test_types_that_do_not_fit_the_kv_cache_run_in_several_batches(uniner_smol_g
 
     starts = []
     add = LlamaCppBranches.add
-    monkeypatch.setattr(LlamaCppBranches, "add", lambda self, prefix, suffixes: starts.append(len(suffixes)) or add(self, prefix, suffixes))
+    monkeypatch.setattr(
+        LlamaCppBranches,
+        "add",
+        lambda self, prefix, suffixes: starts.append(len(suffixes)) or add(self, prefix, suffixes),
+    )
     text, labels = crossner_texts(per_domain=1)[0]
     with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW, n_ctx=384) as ner:
         plain, batched = per_query_and_batched(ner, [(text, labels)])
@@ -98,21 +110,27 @@ def test_several_texts_decode_together_with_the_same_answers(multi_text_artifact
     with load(path, max_new_tokens=MAX_NEW, **options) as ner:
         jobs = [Job([ner.prompt_ids(text, label) for label in labels], text) for text, labels in texts]
         together = dict(ner.generate_jobs(jobs))
-        assert max(ner.stats.tokens_per_step) > max(len(labels) for _, labels in texts)  # branches of several texts in one step
+        assert max(ner.stats.tokens_per_step) > max(
+            len(labels) for _, labels in texts
+        )  # branches of several texts in one step
         ner.batched = False
         alone = dict(ner.generate_jobs(jobs))
     assert together == alone
 
 
 @pytest.mark.parametrize("kind", ["torch", "onnx"])
-def test_a_text_joins_the_running_batch_whole_once_finished_rows_have_left(kind, uniner_smol_hf, uniner_smol_onnx, monkeypatch):
+def test_a_text_joins_the_running_batch_whole_once_finished_rows_have_left(
+    kind, uniner_smol_hf, uniner_smol_onnx, monkeypatch
+):
     from uner.onnx_branches import OnnxBranches
     from uner.torch_branches import TorchBranches
 
     pool_class = {"torch": TorchBranches, "onnx": OnnxBranches}[kind]
     added = []
     add = pool_class.add
-    monkeypatch.setattr(pool_class, "add", lambda self, prefix, suffixes: added.append(len(suffixes)) or add(self, prefix, suffixes))
+    monkeypatch.setattr(
+        pool_class, "add", lambda self, prefix, suffixes: added.append(len(suffixes)) or add(self, prefix, suffixes)
+    )
     texts = crossner_texts(per_domain=2)  # 6 texts x 11-13 types: more rows than one batch holds
     with load({"torch": uniner_smol_hf, "onnx": uniner_smol_onnx["fp32"]}[kind], max_new_tokens=MAX_NEW) as ner:
         jobs = [Job([ner.prompt_ids(text, label) for label in labels], text) for text, labels in texts]

@@ -322,8 +322,10 @@ def _pickled_shards(source: Path, dest: Path) -> Path:
     model.config.save_pretrained(dest)
     state = model.state_dict()
     names = sorted(state)
-    shards = {"pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
-              "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :]}
+    shards = {
+        "pytorch_model-00001-of-00002.bin": names[: len(names) // 2],
+        "pytorch_model-00002-of-00002.bin": names[len(names) // 2 :],
+    }
     for shard, members in shards.items():
         torch.save({n: state[n].clone() for n in members}, dest / shard)
     weight_map = {n: shard for shard, members in shards.items() for n in members}

@@ -109,8 +109,12 @@ def test_the_engine_resets_its_pool_when_a_run_fails_or_is_abandoned():
 def test_any_use_after_close_is_a_clear_error(tiny_model):
     ner = load(tiny_model, max_new_tokens=MAX_NEW)
     ner.close()
-    for call in (lambda: ner.encode("Paris"), lambda: ner.extract("Paris", LABELS), lambda: ner.answer("Paris", "location"),
-                 lambda: ner.generate([1, 2, 3])):
+    for call in (
+        lambda: ner.encode("Paris"),
+        lambda: ner.extract("Paris", LABELS),
+        lambda: ner.answer("Paris", "location"),
+        lambda: ner.generate([1, 2, 3]),
+    ):
         with pytest.raises(ExtractorClosed, match="already closed"):
             call()
     ner.close()  # a second close is harmless

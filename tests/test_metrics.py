@@ -4,10 +4,10 @@ import json
 
 import pytest
 
+from tests.conftest import CROSSNER_EVAL, DATA
 from uner.errors import InputError
 from uner.eval_data import bio_queries, read_bio, read_queries
 from uner.metrics import official_score
-from tests.conftest import CROSSNER_EVAL, DATA
 
 
 def test_gold_against_gold_is_100_on_every_shared_eval_file():
@@ -43,9 +43,13 @@ def test_micro_scores_over_queries_by_hand():
 
 def test_bio_files_become_every_sentence_times_every_type(tmp_path):
     # tag-last (CrossNER), tag-first (MIT movie) and CoNLL-2003's four columns
-    (tmp_path / "a.txt").write_text("Geoffrey\tB-researcher\nHinton\tI-researcher\nat\tO\nGoogle\tB-organisation\n\nHi\tO\n")
+    (tmp_path / "a.txt").write_text(
+        "Geoffrey\tB-researcher\nHinton\tI-researcher\nat\tO\nGoogle\tB-organisation\n\nHi\tO\n"
+    )
     (tmp_path / "b.bio").write_text("O\tmovies\nO\twith\nB-ACTOR\tbruce\nI-ACTOR\twillis\n")
-    (tmp_path / "c.txt").write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n")
+    (tmp_path / "c.txt").write_text(
+        "-DOCSTART- -X- -X- O\n\nEU NNP B-NP B-ORG\nrejects VBZ B-VP O\nGerman JJ B-NP B-MISC\n"
+    )
     queries = bio_queries(tmp_path / "a.txt")
     assert [(q.text, q.label, json.loads(q.gold)) for q in queries] == [
         ("Geoffrey Hinton at Google", "researcher", ["Geoffrey Hinton"]),

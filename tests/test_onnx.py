@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from uner import load
-from uner.errors import InputError, ModelNotFound, ProviderUnavailable
-from uner.onnx_backend import OnnxExtractor, choose_provider
-from uner.cli import main as uner
-from uner.torch_backend import TorchExtractor
 from tests.conftest import crossner_queries
 from tests.parity import greedy_mismatches
 from tests.test_cli import assert_one_line_error, run
+from uner import load
+from uner.cli import main as uner
+from uner.errors import InputError, ModelNotFound, ProviderUnavailable
+from uner.onnx_backend import OnnxExtractor, choose_provider
+from uner.torch_backend import TorchExtractor
 
 CPU_ONLY = ["CPUExecutionProvider"]
 
@@ -55,8 +55,23 @@ def test_fp16_export_runs_on_cpu_close_to_torch(torch_smollm2, smollm2_onnx, cap
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8", "int4"])
 def test_every_precision_runs_through_the_cli_and_gives_parseable_output(smollm2_onnx, capsys, precision):
-    code, out, err = run(uner, ["extract", "-m", smollm2_onnx[precision], "-l", "person,location",
-                                "-t", "Barack Obama visited Paris.", "--json", "--raw", "--max-new-tokens", "24"], capsys)
+    code, out, err = run(
+        uner,
+        [
+            "extract",
+            "-m",
+            smollm2_onnx[precision],
+            "-l",
+            "person,location",
+            "-t",
+            "Barack Obama visited Paris.",
+            "--json",
+            "--raw",
+            "--max-new-tokens",
+            "24",
+        ],
+        capsys,
+    )
     assert code == 0, err
     record = json.loads(out)
     assert set(record["raw"]) == {"person", "location"}
@@ -89,7 +104,9 @@ def test_load_detects_onnx_folders_and_files(smollm2_onnx):
 def test_auto_provider_falls_back_to_cpu_and_forced_cuda_says_it_is_missing():
     assert choose_provider("auto", "fp32", CPU_ONLY) == "cpu"
     assert choose_provider("auto", "int4", ["TensorrtExecutionProvider", "CUDAExecutionProvider", *CPU_ONLY]) == "cuda"
-    assert choose_provider("auto", "fp16", ["TensorrtExecutionProvider", "CUDAExecutionProvider", *CPU_ONLY]) == "tensorrt"
+    assert (
+        choose_provider("auto", "fp16", ["TensorrtExecutionProvider", "CUDAExecutionProvider", *CPU_ONLY]) == "tensorrt"
+    )
     with pytest.raises(ProviderUnavailable, match="cuda execution provider is not available.*available: cpu"):
         choose_provider("cuda", "fp32", CPU_ONLY)
     with pytest.raises(InputError, match="for a int4 export, got tensorrt"):
@@ -97,12 +114,18 @@ def test_auto_provider_falls_back_to_cpu_and_forced_cuda_says_it_is_missing():
 
 
 def test_cli_reports_a_missing_provider_in_one_line(smollm2_onnx, capsys):
-    code, _, err = run(uner, ["extract", "-m", smollm2_onnx["int4"], "-l", "person", "-t", "x", "--provider", "cuda"], capsys)
-    assert_one_line_error(code, err, "the cuda execution provider is not available in this onnxruntime (available: cpu)")
+    code, _, err = run(
+        uner, ["extract", "-m", smollm2_onnx["int4"], "-l", "person", "-t", "x", "--provider", "cuda"], capsys
+    )
+    assert_one_line_error(
+        code, err, "the cuda execution provider is not available in this onnxruntime (available: cpu)"
+    )
 
 
 def test_cli_refuses_tensorrt_for_an_int4_export(smollm2_onnx, capsys):
-    code, _, err = run(uner, ["extract", "-m", smollm2_onnx["int4"], "-l", "person", "-t", "x", "--provider", "tensorrt"], capsys)
+    code, _, err = run(
+        uner, ["extract", "-m", smollm2_onnx["int4"], "-l", "person", "-t", "x", "--provider", "tensorrt"], capsys
+    )
     assert_one_line_error(code, err, "expected --provider among cuda, cpu for a int4 export, got tensorrt")
 
 
@@ -149,7 +172,9 @@ def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_sp
     from uner.toolkit.cli import main as uner_export
 
     out = tmp_path / "int4"
-    code, stdout, err = run(uner_export, ["onnx", tiny_spm_hf, "--out", out, "-p", "int4", "--block-size", "64", "-q"], capsys)
+    code, stdout, err = run(
+        uner_export, ["onnx", tiny_spm_hf, "--out", out, "-p", "int4", "--block-size", "64", "-q"], capsys
+    )
     assert code == 0, err
     assert stdout.split() == [str(out)]
     manifest = json.loads((out / "manifest.json").read_text())
@@ -197,5 +222,8 @@ def test_bf16_and_pickled_checkpoints_export_with_torch_parity(tiny_spm_hf, tmp_
     for name in ("tokenizer.model", "tokenizer_config.json"):
         shutil.copy(tiny_spm_hf / name, source / name)
     folder = export_onnx(source, tmp_path / "onnx", "fp32", allow_pickle=True, progress=False).folder
-    with TorchExtractor(source, allow_pickle=storage.endswith("pickle")) as reference, OnnxExtractor(folder) as candidate:
+    with (
+        TorchExtractor(source, allow_pickle=storage.endswith("pickle")) as reference,
+        OnnxExtractor(folder) as candidate,
+    ):
         assert greedy_mismatches(reference, candidate, crossner_queries(per_domain=2)) == []

@@ -68,7 +68,10 @@ def test_streaming_pass_writes_the_bytes_onnxruntimes_quantizer_writes(tmp_path,
     theirs = MatMulNBitsQuantizer(matmul_model(weight), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4)
     theirs.process()
     expected = {t.name: numpy_helper.to_array(t) for t in theirs.model.model.graph.initializer}
-    ours = {t.name: numpy_helper.to_array(t, base_dir=str(tmp_path)) for t in onnx.load(str(tmp_path / "ours.onnx")).graph.initializer}
+    ours = {
+        t.name: numpy_helper.to_array(t, base_dir=str(tmp_path))
+        for t in onnx.load(str(tmp_path / "ours.onnx")).graph.initializer
+    }
     assert set(ours) == set(expected) == {f"W_Q{bits}", "W_scales"}
     for name in expected:
         np.testing.assert_array_equal(ours[name], expected[name])
@@ -87,7 +90,9 @@ def test_tied_embedding_reads_the_int4_lm_head_with_padding_sliced_off(tmp_path)
     packed, scales = block_quantize(weight, 4, 32)
     reference = save_with_external_data(tied_model(dequantize(packed, scales, k)), tmp_path / "reference.onnx")
     ids = np.array([[0, 5, 23, 7]], dtype=np.int64)
-    np.testing.assert_allclose(run(tmp_path / "int4.onnx", {"ids": ids}), run(reference, {"ids": ids}), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        run(tmp_path / "int4.onnx", {"ids": ids}), run(reference, {"ids": ids}), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_int8_keeps_a_float_embedding_for_a_tied_lm_head(tmp_path):

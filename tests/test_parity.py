@@ -2,10 +2,10 @@
 
 import pytest
 
-from uner import Entity, load
-from uner.parsing import parse_answer
 from tests.conftest import all_crossner_mit_texts, crossner_queries
 from tests.parity import greedy_mismatches
+from uner import Entity, load
+from uner.parsing import parse_answer
 
 PARITY_QUERIES = crossner_queries(per_domain=3)  # 9 UniNER prompts from CrossNER ai/literature/music
 # F32 files are compared with an F32 KV cache: llama.cpp's default F16 cache rounds keys and

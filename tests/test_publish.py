@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from uner.manifest import sha256_file
 from tests.conftest import ROOT
 from tests.test_cli import assert_one_line_error, run
+from uner.manifest import sha256_file
 from uner.toolkit.cli import main as uner_export
 from uner.toolkit.errors import PublishError
 from uner.toolkit.publish import plan_push, push
@@ -172,7 +172,13 @@ def hub_cache(export: Path, cache: Path, repo_id: str, variants: list[str]) -> P
 
 
 def run_offline(args: list[str], cache: Path, uner_cache: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "UNER_CACHE": str(uner_cache), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(cache),
+        "UNER_CACHE": str(uner_cache),
+        "PYTHONPATH": str(ROOT),
+    }
     code = "import sys; from uner.cli import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=300)
 
@@ -182,8 +188,23 @@ def test_a_pulled_variant_works_offline_and_alone(tiny_export, tmp_path):
     done = run_offline(["pull", "me/tiny-uner", "--variant", "q8_0", "-q"], tmp_path / "hub", tmp_path / "uner")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(snapshot / "gguf" / "tiny.Q8_0.gguf")
-    done = run_offline(["extract", "--model", "me/tiny-uner:q8_0", "-l", "person", "-t", "Obama met Merkel.", "--json", "-q",
-                        "--max-new-tokens", "4"], tmp_path / "hub", tmp_path / "uner")
+    done = run_offline(
+        [
+            "extract",
+            "--model",
+            "me/tiny-uner:q8_0",
+            "-l",
+            "person",
+            "-t",
+            "Obama met Merkel.",
+            "--json",
+            "-q",
+            "--max-new-tokens",
+            "4",
+        ],
+        tmp_path / "hub",
+        tmp_path / "uner",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["text"] == "Obama met Merkel."
     done = run_offline(["pull", "me/tiny-uner", "--variant", "onnx-fp32", "-q"], tmp_path / "hub", tmp_path / "uner")
@@ -209,7 +230,11 @@ def test_an_unknown_variant_lists_the_published_ones(tiny_export, tmp_path):
 
 def test_a_repo_of_variants_without_a_variant_names_them(tiny_export, tmp_path):
     hub_cache(tiny_export, tmp_path / "hub", "me/tiny-uner", [])
-    done = run_offline(["extract", "--model", "me/tiny-uner", "-l", "person", "-t", "Obama.", "-q"], tmp_path / "hub", tmp_path / "uner")
+    done = run_offline(
+        ["extract", "--model", "me/tiny-uner", "-l", "person", "-t", "Obama.", "-q"],
+        tmp_path / "hub",
+        tmp_path / "uner",
+    )
     assert done.returncode == 1 and "e.g. me/tiny-uner:f16 (published: f16, q8_0, onnx-fp32)" in done.stderr
 
 
@@ -256,8 +281,18 @@ def test_live_push_then_pull_round_trip(tiny_export, tmp_path):
         pytest.skip(reason)
     repo_id = os.environ["UNER_HUB_TEST_REPO"]
     push(plan_push(tiny_export, repo_id), private=True, force=True)
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "UNER_CACHE": str(tmp_path / "uner"), "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "UNER_CACHE": str(tmp_path / "uner"),
+        "PYTHONPATH": str(ROOT),
+    }
     code = "import sys; from uner.cli import main; main(sys.argv[1:])"
-    done = subprocess.run([sys.executable, "-c", code, "pull", repo_id, "--variant", "q8_0", "-q"], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", code, "pull", repo_id, "--variant", "q8_0", "-q"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert sha256_file(Path(done.stdout.strip())) == sha256_file(tiny_export / "gguf" / "tiny.Q8_0.gguf")

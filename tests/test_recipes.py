@@ -4,13 +4,13 @@ import json
 
 import pytest
 
-from uner.manifest import sha256_file
 from tests.conftest import DATA, TINY_RECIPE, write_recipe
 from tests.test_cli import assert_one_line_error, run
+from uner.bench.recipe_run import run_recipe
+from uner.manifest import sha256_file
 from uner.toolkit.cli import main as uner_export
 from uner.toolkit.errors import RecipeError
 from uner.toolkit.publish import plan_push
-from uner.bench.recipe_run import run_recipe
 from uner.toolkit.recipes import available_recipes, load_recipe
 
 pytestmark = pytest.mark.usefixtures("own_uner_cache")
@@ -34,15 +34,18 @@ def test_every_shipped_recipe_is_valid_and_gates_every_variant():
         assert recipe.allow_pickle  # the releases ship pytorch_model*.bin
 
 
-@pytest.mark.parametrize("change, fragment", [
-    (("q8_0 = 0.5\n", ""), "expected a maximum F1 drop for q8_0"),
-    (('types = ["f16", "q8_0"]', 'types = ["f16", "q9_9"]'), "got 'q9_9'"),
-    (('precisions = ["fp32"]', 'precisions = ["fp16:cpu"]'), "expected a device among cuda, tensorrt for fp16"),
-    (("q8_0 = 0.5", "q8_0 = -1"), "non-negative number"),
-    (("limit = 4", "limit = 0"), "bench.limit"),
-    (('license = "cc-by-nc-4.0"', 'licence = "cc-by-nc-4.0"'), "got licence"),
-    (("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "tpu"'), "bench.reference_device"),
-])
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        (("q8_0 = 0.5\n", ""), "expected a maximum F1 drop for q8_0"),
+        (('types = ["f16", "q8_0"]', 'types = ["f16", "q9_9"]'), "got 'q9_9'"),
+        (('precisions = ["fp32"]', 'precisions = ["fp16:cpu"]'), "expected a device among cuda, tensorrt for fp16"),
+        (("q8_0 = 0.5", "q8_0 = -1"), "non-negative number"),
+        (("limit = 4", "limit = 0"), "bench.limit"),
+        (('license = "cc-by-nc-4.0"', 'licence = "cc-by-nc-4.0"'), "got licence"),
+        (("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "tpu"'), "bench.reference_device"),
+    ],
+)
 def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_path, capsys, change, fragment):
     recipe = write_recipe(tmp_path, tiny_spm_hf, TINY_RECIPE.replace(*change))
     code, _, err = run(uner_export, ["recipe", recipe, "--out", tmp_path / "out"], capsys)
@@ -70,7 +73,10 @@ def test_a_recipe_builds_checks_and_indexes_every_variant(tiny_export, capsys):
     for entry in index["variants"].values():
         assert entry["status"] == "passed" and entry["bench"]["queries"] > 0
         for name in entry["files"]:
-            assert index["files"][name] == {"size": (tiny_export / name).stat().st_size, "sha256": sha256_file(tiny_export / name)}
+            assert index["files"][name] == {
+                "size": (tiny_export / name).stat().st_size,
+                "sha256": sha256_file(tiny_export / name),
+            }
     assert index["variants"]["q8_0"]["files"] == ["gguf/tiny.Q8_0.gguf"]
     assert "onnx-fp32/model.onnx" in index["variants"]["onnx-fp32"]["files"]
     code, out, _ = run(uner_export, ["verify", tiny_export, "-q"], capsys)
@@ -83,7 +89,9 @@ def test_a_second_run_keeps_finished_variants_and_their_bench(tiny_spm_hf, expor
     before = {p: p.stat().st_mtime_ns for p in export_copy.rglob("*") if p.is_file() and p.name != "manifest.json"}
     monkeypatch.setattr(recipe_run, "_run_bench", lambda *a, **k: pytest.fail("benched again"))
     monkeypatch.setattr(recipe_run, "resolve_source", lambda *a, **k: pytest.fail("rebuilt"))
-    run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf)), export_copy, data_dir=DATA, progress=False)
+    run = run_recipe(
+        load_recipe(write_recipe(export_copy.parent, tiny_spm_hf)), export_copy, data_dir=DATA, progress=False
+    )
     assert all(run.status(name) == "passed" for name in ("f16", "q8_0", "onnx-fp32"))
     assert before == {p: p.stat().st_mtime_ns for p in before}
 
@@ -97,8 +105,24 @@ def test_a_variant_whose_file_changed_is_rebuilt_and_benched_again(tiny_spm_hf, 
         handle.seek(-4, 2)
         handle.write(b"\0\1\2\3")
     benched = []
-    monkeypatch.setattr(recipe_run, "_run_bench", lambda recipe, out, plans, *a: benched.extend(p.name for p in plans) or [
-        {"f1": 0.0, "delta_f1": 0.0, "agreement": 100.0, "reference_f1": 0.0, "queries": 13, "queries_per_s": 1.0} for _ in plans])
+    monkeypatch.setattr(
+        recipe_run,
+        "_run_bench",
+        lambda recipe, out, plans, *a: (
+            benched.extend(p.name for p in plans)
+            or [
+                {
+                    "f1": 0.0,
+                    "delta_f1": 0.0,
+                    "agreement": 100.0,
+                    "reference_f1": 0.0,
+                    "queries": 13,
+                    "queries_per_s": 1.0,
+                }
+                for _ in plans
+            ]
+        ),
+    )
     run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf)), export_copy, data_dir=DATA, progress=False)
     assert sha256_file(target) == good and benched == ["q8_0"]
 
@@ -106,10 +130,24 @@ def test_a_variant_whose_file_changed_is_rebuilt_and_benched_again(tiny_spm_hf, 
 def test_a_variant_over_its_gate_is_kept_but_not_published(tiny_spm_hf, export_copy, monkeypatch, capsys):
     import uner.bench.recipe_run as recipe_run
 
-    recipe = write_recipe(export_copy.parent, tiny_spm_hf, TINY_RECIPE.replace("limit = 4", "limit = 3"))  # new bench settings
-    monkeypatch.setattr(recipe_run, "_run_bench", lambda recipe, out, plans, *a: [
-        {"f1": 30.0 - (1.2 if p.name == "q8_0" else 0.0), "delta_f1": -1.2 if p.name == "q8_0" else 0.0, "agreement": 90.0,
-         "reference_f1": 30.0, "queries": 10, "queries_per_s": 1.0} for p in plans])
+    recipe = write_recipe(
+        export_copy.parent, tiny_spm_hf, TINY_RECIPE.replace("limit = 4", "limit = 3")
+    )  # new bench settings
+    monkeypatch.setattr(
+        recipe_run,
+        "_run_bench",
+        lambda recipe, out, plans, *a: [
+            {
+                "f1": 30.0 - (1.2 if p.name == "q8_0" else 0.0),
+                "delta_f1": -1.2 if p.name == "q8_0" else 0.0,
+                "agreement": 90.0,
+                "reference_f1": 30.0,
+                "queries": 10,
+                "queries_per_s": 1.0,
+            }
+            for p in plans
+        ],
+    )
     code, out, _ = run(uner_export, ["recipe", recipe, "--out", export_copy, "--data-dir", DATA, "-q"], capsys)
     assert code == 0
     assert "q8_0\tfailed\tgguf/tiny.Q8_0.gguf\tF1 28.80 (-1.20, max drop 0.5)" in out
@@ -136,12 +174,17 @@ def test_the_reference_runs_where_the_recipe_says(tiny_spm_hf, export_copy, monk
     def fake_bench(reference, candidates, data, out, **options):
         asked.update(options["reference_options"])
         entries = [{"path": reference, "f1": 10.0, "delta_f1": 0.0, "agreement": 100.0, "queries_per_s": 1.0}]
-        entries += [{"path": c, "f1": 10.0, "delta_f1": 0.0, "agreement": 100.0, "queries_per_s": 1.0} for c in candidates]
+        entries += [
+            {"path": c, "f1": 10.0, "delta_f1": 0.0, "agreement": 100.0, "queries_per_s": 1.0} for c in candidates
+        ]
         return {"variants": entries, "queries": 13}
 
     monkeypatch.setattr(uner.bench.cli, "run_bench", fake_bench)
-    text = TINY_RECIPE.replace("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "auto"\nreference_dtype = "bfloat16"')
-    run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf, text)), export_copy, data_dir=DATA, progress=False)
+    text = TINY_RECIPE.replace(
+        "max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "auto"\nreference_dtype = "bfloat16"'
+    )
+    run = run_recipe(
+        load_recipe(write_recipe(export_copy.parent, tiny_spm_hf, text)), export_copy, data_dir=DATA, progress=False
+    )
     assert asked == {"device": "auto", "dtype": "bfloat16"}  # new settings: every variant benched again
     assert run.index["variants"]["q8_0"]["bench"]["settings"]["dtype"] == "bfloat16"
-

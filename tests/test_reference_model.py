@@ -1,10 +1,10 @@
 """uniner-smol-135m: SmolLM2 + the committed LoRA answers in UniNER's format."""
 
-from uner.bench.reference_models import resolve_reference
+from tests.conftest import CROSSNER_EVAL
 from uner import load
+from uner.bench.reference_models import resolve_reference
 from uner.eval_data import read_queries
 from uner.metrics import official_score
-from tests.conftest import CROSSNER_EVAL
 
 
 def test_the_reference_name_builds_the_same_model_once(uniner_smol_hf, tmp_path, monkeypatch):
@@ -14,7 +14,9 @@ def test_the_reference_name_builds_the_same_model_once(uniner_smol_hf, tmp_path,
     built = (tmp_path / "uniner-smol-135m" / "model.safetensors").stat().st_mtime_ns
     assert resolve_reference("uniner-smol-135m") == folder  # cached: not rebuilt
     assert (tmp_path / "uniner-smol-135m" / "model.safetensors").stat().st_mtime_ns == built
-    assert (uniner_smol_hf / "model.safetensors").read_bytes() == (tmp_path / "uniner-smol-135m" / "model.safetensors").read_bytes()
+    assert (uniner_smol_hf / "model.safetensors").read_bytes() == (
+        tmp_path / "uniner-smol-135m" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_uniner_smol_answers_json_lists_and_finds_entities(uniner_smol_hf):

@@ -20,7 +20,7 @@ def test_windows_fit_the_budget_cover_the_text_and_overlap():
     windows = split_windows(LONG_TEXT, words, budget=40, overlap=10)
     assert len(windows) > 5
     for offset, piece in windows:
-        assert LONG_TEXT[offset:offset + len(piece)] == piece and words(piece) <= 40
+        assert LONG_TEXT[offset : offset + len(piece)] == piece and words(piece) <= 40
         assert piece.startswith("Person") and piece.rstrip().endswith(".")  # cut between sentences
     covered = set()
     for offset, piece in windows:
@@ -74,7 +74,7 @@ def test_entities_from_overlapping_windows_are_merged_by_offset():
     assert len(model.windows_seen) > 3
     expected = [(m.start(), m.end()) for m in re.finditer(r"Town\d\d", LONG_TEXT)]
     assert [(e.start, e.end) for e in entities] == expected  # each once, despite the overlaps
-    assert all(LONG_TEXT[e.start:e.end] == e.text for e in entities)
+    assert all(LONG_TEXT[e.start : e.end] == e.text for e in entities)
 
 
 def test_a_window_too_small_for_the_prompt_is_an_input_error():
@@ -85,11 +85,14 @@ def test_a_window_too_small_for_the_prompt_is_an_input_error():
 
 
 def test_a_real_model_reads_a_text_longer_than_its_window(uniner_smol_ggufs):
-    text = " ".join(f"{name} was born in {city} ." for name, city in
-                    [("Barack Obama", "Honolulu"), ("Angela Merkel", "Hamburg"), ("Emmanuel Macron", "Amiens")] * 12)
+    text = " ".join(
+        f"{name} was born in {city} ."
+        for name, city in [("Barack Obama", "Honolulu"), ("Angela Merkel", "Hamburg"), ("Emmanuel Macron", "Amiens")]
+        * 12
+    )
     with load(uniner_smol_ggufs["q4_k_m"], max_new_tokens=48, window=160) as ner:
         assert len(ner.windows(text, ["person"])) > 3
         entities = ner.extract(text, ["person"])
-    assert all(text[e.start:e.end] == e.text for e in entities)
+    assert all(text[e.start : e.end] == e.text for e in entities)
     assert len({(e.start, e.end) for e in entities}) == len(entities)
     assert max(e.start for e in entities) > len(text) * 3 // 4  # found in the last windows too

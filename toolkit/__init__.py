@@ -9,7 +9,15 @@ from uner.toolkit.export_gguf import export_gguf
 from uner.toolkit.pipeline import GGUFExport, export_gguf_ladder
 from uner.toolkit.quantize import quantize_ladder
 
-__all__ = ["QUANT_TYPES", "GGUFExport", "OutType", "export_gguf", "export_gguf_ladder", "export_onnx", "quantize_ladder"]
+__all__ = [
+    "QUANT_TYPES",
+    "GGUFExport",
+    "OutType",
+    "export_gguf",
+    "export_gguf_ladder",
+    "export_onnx",
+    "quantize_ladder",
+]
 
 
 def __getattr__(name: str):

@@ -37,12 +37,16 @@ def merge_adapter(base: Path, adapter: Path, dest: Path) -> Path:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
     except ImportError as exc:
-        raise CheckpointError('expected peft and transformers to merge an adapter: pip install "uner-toolkit[train,torch]"') from exc
+        raise CheckpointError(
+            'expected peft and transformers to merge an adapter: pip install "uner-toolkit[train,torch]"'
+        ) from exc
     model = AutoModelForCausalLM.from_pretrained(base, dtype="auto")
     try:
         merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as exc:  # shape or module mismatches
-        raise CheckpointError(f"expected an adapter trained on {base.name}, got {adapter}: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(
+            f"expected an adapter trained on {base.name}, got {adapter}: {str(exc).splitlines()[0]}"
+        ) from exc
     merged.save_pretrained(dest)
     for name in SIDE_FILES:
         if (base / name).is_file():

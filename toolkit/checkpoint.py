@@ -18,15 +18,34 @@ LLAMA1_ROPE_THETA = 10000.0
 TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json")
 #: files beside the weights that say how to tokenize and generate; derived checkpoints
 #: (merged adapters, ONNX folders) carry them over verbatim.
-SIDE_FILES = (*TOKENIZER_FILES, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-              "generation_config.json")
+SIDE_FILES = (
+    *TOKENIZER_FILES,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "generation_config.json",
+)
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_INDEX = "pytorch_model.bin.index.json"
-_JSON_SIDE_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                    "generation_config.json")
+_JSON_SIDE_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "generation_config.json",
+)
 #: the tensors of one decoder layer of ``LlamaForCausalLM`` (``model.layers.N.<part>.weight``).
-_LAYER_TENSORS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj", "input_layernorm", "post_attention_layernorm")
+_LAYER_TENSORS = (
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+    "input_layernorm",
+    "post_attention_layernorm",
+)
 _LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.")
 
 
@@ -173,7 +192,9 @@ class HFCheckpoint:
     def __init__(self, folder: str | Path, allow_pickle: bool = False) -> None:
         self.folder = Path(folder)
         if self.folder.is_file():
-            raise CheckpointError(f"expected a model folder (config.json, weights, tokenizer), got the file {self.folder}")
+            raise CheckpointError(
+                f"expected a model folder (config.json, weights, tokenizer), got the file {self.folder}"
+            )
         if not self.folder.is_dir():
             raise CheckpointError(f"expected a model folder, got {self.folder}, which does not exist")
         self.config = self._read_config()
@@ -181,9 +202,7 @@ class HFCheckpoint:
         if not isinstance(architectures, list) or not all(isinstance(arch, str) for arch in architectures):
             raise CheckpointError(f"expected a list of names as architectures in config.json, got {architectures!r}")
         if not any(arch in SUPPORTED_ARCHITECTURES for arch in architectures):
-            raise CheckpointError(
-                f"expected architecture LlamaForCausalLM, got {', '.join(architectures) or 'none'}"
-            )
+            raise CheckpointError(f"expected architecture LlamaForCausalLM, got {', '.join(architectures) or 'none'}")
         self.params = params_from_config(self.config)
         if not any((self.folder / name).is_file() for name in TOKENIZER_FILES):
             raise CheckpointError(f"expected tokenizer.model or tokenizer.json in {self.folder}, got neither")
@@ -228,7 +247,8 @@ class HFCheckpoint:
         index = self._shards(SAFETENSORS_INDEX)
         # with an index, only the shards it names: a stray consolidated.safetensors is not a shard
         safetensors = (
-            [self.folder / s for s in sorted(set(index.values()))] if index is not None
+            [self.folder / s for s in sorted(set(index.values()))]
+            if index is not None
             else sorted(self.folder.glob("*.safetensors"))
         )
         if safetensors:
@@ -295,5 +315,9 @@ def _pickled_tensors(files: list[Path]) -> Iterator[tuple[str, tuple[int, ...], 
         except Exception as exc:  # torch raises many types for a bad pickle
             raise CheckpointError(f"expected a readable torch checkpoint, got {file.name}: {exc}") from exc
         for name, tensor in state.items():
-            yield name, tuple(tensor.shape), (lambda t=tensor: t.float().numpy() if t.is_floating_point() else t.numpy())
+            yield (
+                name,
+                tuple(tensor.shape),
+                (lambda t=tensor: t.float().numpy() if t.is_floating_point() else t.numpy()),
+            )
         del state

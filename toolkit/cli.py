@@ -9,14 +9,15 @@ from typing import Annotated
 
 import typer
 
+from uner._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, add_plugin_commands, run_app, setup_logging, typer_factory
 from uner.errors import IntegrityError
 from uner.manifest import read_manifest, verify_folder
 from uner.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
-from uner._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, add_plugin_commands, run_app, setup_logging, typer_factory
 from uner.toolkit.constants import QUANT_TYPES, OutType
 from uner.toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
 from uner.toolkit.pipeline import export_gguf_ladder
-from uner.toolkit.publish import describe, plan_push, push as publish
+from uner.toolkit.publish import describe, plan_push
+from uner.toolkit.publish import push as publish
 
 GGUF_EXAMPLES = f"""
 Examples:
@@ -38,6 +39,7 @@ Precision / device: {targets}.
 # Choices come from the layout contract, so the CLI cannot offer what the exporter lacks.
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 Device = Enum("Device", {name: name for name in reversed(PROVIDERS)}, type=str)
+DEFAULT_PRECISION = Precision("int4")
 
 
 AllowPickleOpt = Annotated[
@@ -46,7 +48,9 @@ AllowPickleOpt = Annotated[
 
 AdapterOpt = Annotated[
     Path | None,
-    typer.Option("--adapter", help="PEFT LoRA adapter folder to merge into SOURCE before converting.", show_default=False),
+    typer.Option(
+        "--adapter", help="PEFT LoRA adapter folder to merge into SOURCE before converting.", show_default=False
+    ),
 ]
 
 logger = logging.getLogger(__name__)
@@ -58,14 +62,25 @@ app = typer_factory("Export UniNER checkpoints to GGUF or ONNX and quantize them
 def gguf(
     source: Annotated[Path, typer.Argument(help="Hugging Face LLaMA model folder.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.", show_default=False)],
-    outtype: Annotated[OutType, typer.Option("--outtype", help="Type of the converted (unquantized) GGUF.")] = OutType.f16,
+    outtype: Annotated[
+        OutType, typer.Option("--outtype", help="Type of the converted (unquantized) GGUF.")
+    ] = OutType.f16,
     quant: Annotated[
         str, typer.Option("--quant", help="Comma-separated llama.cpp quant types to build from it.", show_default=False)
     ] = "",
-    name: Annotated[str | None, typer.Option("--name", help="Model name in file names (default: folder name).", show_default=False)] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Model name in file names (default: folder name).", show_default=False)
+    ] = None,
     embedding_type: Annotated[
         str | None,
-        typer.Option("--embedding-type", help="Token-embedding and output tensor type in quantized files (f32, f16, q8_0, q6_k), as llama-quantize --token-embedding-type/--output-tensor-type.", show_default=False),
+        typer.Option(
+            "--embedding-type",
+            help=(
+                "Token-embedding and output tensor type in quantized files (f32, f16, q8_0, q6_k), as "
+                "llama-quantize --token-embedding-type/--output-tensor-type."
+            ),
+            show_default=False,
+        ),
     ] = None,
     adapter: AdapterOpt = None,
     allow_pickle: AllowPickleOpt = False,
@@ -76,9 +91,17 @@ def gguf(
     """Convert a HF checkpoint to GGUF and quantize it; writes manifest.json."""
     setup_logging(quiet)
     result = export_gguf_ladder(
-        source, out, outtype, quant,
-        name=name, adapter=adapter, allow_pickle=allow_pickle, force=force, n_threads=threads,
-        embedding_type=embedding_type, progress=not quiet,
+        source,
+        out,
+        outtype,
+        quant,
+        name=name,
+        adapter=adapter,
+        allow_pickle=allow_pickle,
+        force=force,
+        n_threads=threads,
+        embedding_type=embedding_type,
+        progress=not quiet,
     )
     for path in [*result.files, result.manifest]:
         typer.echo(str(path))
@@ -87,21 +110,36 @@ def gguf(
 @app.command(epilog=ONNX_EXAMPLES)
 def onnx(
     source: Annotated[Path, typer.Argument(help="Hugging Face LLaMA model folder.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (one precision per folder).", show_default=False)],
-    precision: Annotated[Precision, typer.Option("--precision", "-p", help="Weight precision.")] = Precision("int4"),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Output folder (one precision per folder).", show_default=False)
+    ],
+    precision: Annotated[Precision, typer.Option("--precision", "-p", help="Weight precision.")] = DEFAULT_PRECISION,
     device: Annotated[
         Device | None,
-        typer.Option("--device", help="Target execution provider (default: cuda for fp16, else cpu).", show_default=False),
+        typer.Option(
+            "--device", help="Target execution provider (default: cuda for fp16, else cpu).", show_default=False
+        ),
     ] = None,
     block_size: Annotated[
         int | None,
-        typer.Option("--block-size", help=f"int4/int8 quantization block, one of {BLOCK_SIZES} (default {DEFAULT_BLOCK_SIZE}).", show_default=False),
+        typer.Option(
+            "--block-size",
+            help=f"int4/int8 quantization block, one of {BLOCK_SIZES} (default {DEFAULT_BLOCK_SIZE}).",
+            show_default=False,
+        ),
     ] = None,
     accuracy_level: Annotated[
         int | None,
-        typer.Option("--accuracy-level", help="int4/int8 MatMulNBits compute: 1 fp32, 2 fp16, 3 bf16, 4 int8 (CPU default 4).", show_default=False),
+        typer.Option(
+            "--accuracy-level",
+            help="int4/int8 MatMulNBits compute: 1 fp32, 2 fp16, 3 bf16, 4 int8 (CPU default 4).",
+            show_default=False,
+        ),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False)] = None,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False),
+    ] = None,
     adapter: AdapterOpt = None,
     allow_pickle: AllowPickleOpt = False,
     force: ForceOpt = False,
@@ -110,9 +148,17 @@ def onnx(
     """Export a HF checkpoint to an ONNX Runtime folder (KV cache); writes manifest.json."""
     setup_logging(quiet)
     result = export_onnx(
-        source, out, precision.value, device.value if device else None,
-        block_size=block_size, accuracy_level=accuracy_level, name=name, adapter=adapter, allow_pickle=allow_pickle,
-        force=force, progress=not quiet,
+        source,
+        out,
+        precision.value,
+        device.value if device else None,
+        block_size=block_size,
+        accuracy_level=accuracy_level,
+        name=name,
+        adapter=adapter,
+        allow_pickle=allow_pickle,
+        force=force,
+        progress=not quiet,
     )
     typer.echo(str(result.folder))
 
@@ -127,10 +173,16 @@ Examples:
 @app.command(epilog=PUSH_EXAMPLES)
 def push(
     folder: Annotated[Path, typer.Argument(help="Output folder of uner-export recipe.", show_default=False)],
-    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub repo to create or update (org/name).", show_default=False)],
+    repo_id: Annotated[
+        str, typer.Option("--repo-id", help="Hub repo to create or update (org/name).", show_default=False)
+    ],
     private: Annotated[bool, typer.Option("--private", help="Create the repo private.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the planned commit (files, sizes, model card); no network.")] = False,
-    include_failed: Annotated[bool, typer.Option("--include-failed", help="Also upload variants that failed or skipped their parity gate.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print the planned commit (files, sizes, model card); no network.")
+    ] = False,
+    include_failed: Annotated[
+        bool, typer.Option("--include-failed", help="Also upload variants that failed or skipped their parity gate.")
+    ] = False,
     variant: Annotated[
         list[str] | None, typer.Option("--variant", help="Upload only these variants (repeatable).", show_default=False)
     ] = None,

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from uner.errors import InputError
-
 from enum import Enum
 
 import gguf
+
+from uner.errors import InputError
 
 TOOL_NAME = "uner-toolkit"
 

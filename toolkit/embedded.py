@@ -51,7 +51,11 @@ def materialize_smollm2(dest: str | Path) -> Path:
     a folder that would be reused as finished.
     """
     dest = Path(dest)
-    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file() and (dest / "tokenizer.json").is_file():
+    if (
+        (dest / "config.json").is_file()
+        and (dest / "model.safetensors").is_file()
+        and (dest / "tokenizer.json").is_file()
+    ):
         return dest
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM

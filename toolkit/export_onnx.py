@@ -35,12 +35,19 @@ from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import SIDE_FILES, HFCheckpoint
 from uner.toolkit.constants import TOOL_NAME, check_model_name
 from uner.toolkit.errors import CheckpointError, OutputExists
-from uner.toolkit.onnx_quantize import quantize_onnx
 from uner.toolkit.files import (
-    PARTIAL_SUFFIX, check_apart, file_entry, install_folder, partial_prefix, read_own_manifest, remove_stale_partials,
-    umask, write_json_atomic,
+    PARTIAL_SUFFIX,
+    check_apart,
+    file_entry,
+    install_folder,
+    partial_prefix,
+    read_own_manifest,
+    remove_stale_partials,
+    umask,
+    write_json_atomic,
 )
 from uner.toolkit.mapped_model import builder_uses, mapped_llama
+from uner.toolkit.onnx_quantize import quantize_onnx
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +90,17 @@ class WeightQuantization:
     accuracy_level: int | None
 
     def as_dict(self) -> dict:
-        return {"bits": self.bits, "block_size": self.block_size, "accuracy_level": self.accuracy_level, "symmetric": True}
+        return {
+            "bits": self.bits,
+            "block_size": self.block_size,
+            "accuracy_level": self.accuracy_level,
+            "symmetric": True,
+        }
 
 
-def weight_quantization(precision: str, device: str, block_size: int | None, accuracy_level: int | None) -> WeightQuantization | None:
+def weight_quantization(
+    precision: str, device: str, block_size: int | None, accuracy_level: int | None
+) -> WeightQuantization | None:
     if precision not in ("int4", "int8"):
         if block_size is not None or accuracy_level is not None:
             raise InputError(f"expected --block-size/--accuracy-level only with int4/int8, got {precision}")
@@ -97,7 +111,9 @@ def weight_quantization(precision: str, device: str, block_size: int | None, acc
     if accuracy_level is not None and accuracy_level not in (0, 1, 2, 3, 4):
         raise InputError(f"expected --accuracy-level 0-4, got {accuracy_level}")
     default_level = 4 if device == "cpu" else None  # the builder's defaults: int8 compute on CPU
-    return WeightQuantization(int(precision[3:]), block, accuracy_level if accuracy_level is not None else default_level)
+    return WeightQuantization(
+        int(precision[3:]), block, accuracy_level if accuracy_level is not None else default_level
+    )
 
 
 class _BuilderLog(io.TextIOBase):
@@ -161,7 +177,12 @@ def _run_builder(checkpoint: HFCheckpoint, out: Path, precision: str, device: st
 
 
 def _build_graph(
-    checkpoint: HFCheckpoint, out: Path, precision: str, device: str, quantization: WeightQuantization | None, progress: bool
+    checkpoint: HFCheckpoint,
+    out: Path,
+    precision: str,
+    device: str,
+    quantization: WeightQuantization | None,
+    progress: bool,
 ) -> None:
     """The builder writes float graphs; int4/int8 are a float graph quantized by a streaming pass."""
     if quantization is None:
@@ -170,8 +191,14 @@ def _build_graph(
     stage = out / ".float-stage"
     _run_builder(checkpoint, stage, "fp32" if device == "cpu" else "fp16", device, progress)
     with tqdm(desc=f"int{quantization.bits} weights", unit=" tensors", disable=not progress) as bar:
-        quantize_onnx(stage / ONNX_FILE, out / ONNX_FILE, quantization.bits, quantization.block_size,
-                      quantization.accuracy_level, progress=lambda name: bar.update())
+        quantize_onnx(
+            stage / ONNX_FILE,
+            out / ONNX_FILE,
+            quantization.bits,
+            quantization.block_size,
+            quantization.accuracy_level,
+            progress=lambda name: bar.update(),
+        )
     for path in stage.iterdir():
         if not path.name.startswith(ONNX_FILE):
             os.replace(path, out / path.name)
@@ -194,11 +221,7 @@ def _replace_tokenizer_files(source: Path, out: Path) -> None:
 
 
 def _write_manifest(out: Path, fields: dict) -> Path:
-    files = {
-        path.name: file_entry(path)
-        for path in sorted(out.iterdir())
-        if path.is_file() and path.name != MANIFEST
-    }
+    files = {path.name: file_entry(path) for path in sorted(out.iterdir()) if path.is_file() and path.name != MANIFEST}
     write_json_atomic(out / MANIFEST, {**fields, "files": files})
     return out / MANIFEST
 
@@ -219,8 +242,14 @@ def _owned_names(final: Path, force: bool) -> set[str]:
 
 
 def _build_folder(
-    checkpoint: HFCheckpoint, final: Path, precision: str, device: str,
-    quantization: WeightQuantization | None, fields: dict, owned: set[str], progress: bool,
+    checkpoint: HFCheckpoint,
+    final: Path,
+    precision: str,
+    device: str,
+    quantization: WeightQuantization | None,
+    fields: dict,
+    owned: set[str],
+    progress: bool,
 ) -> Path:
     """Build the export in a hidden .partial folder and move it to ``final`` when complete."""
     building = Path(tempfile.mkdtemp(prefix=partial_prefix(final.name), suffix=PARTIAL_SUFFIX, dir=final.parent))
@@ -229,20 +258,23 @@ def _build_folder(
         _build_graph(checkpoint, building, precision, device, quantization, progress)
         _replace_tokenizer_files(checkpoint.folder, building)
         write_json_atomic(building / PROMPT_FILE, {"template": TEMPLATE, "greedy": True, "max_new_tokens": 256})
-        _write_manifest(building, {
-            "tool": TOOL_NAME,
-            "tool_version": __version__,
-            **fields,
-            "format": "onnx",
-            "precision": precision,
-            "device": device,
-            "providers": provider_hints(precision, device),
-            "onnx_file": ONNX_FILE,
-            "opsets": _opsets(building / ONNX_FILE),
-            "quantization": quantization.as_dict() if quantization else None,
-            "builder": f"onnxruntime-genai {_builder_version()}",
-            "prompt_template": TEMPLATE,
-        })
+        _write_manifest(
+            building,
+            {
+                "tool": TOOL_NAME,
+                "tool_version": __version__,
+                **fields,
+                "format": "onnx",
+                "precision": precision,
+                "device": device,
+                "providers": provider_hints(precision, device),
+                "onnx_file": ONNX_FILE,
+                "opsets": _opsets(building / ONNX_FILE),
+                "quantization": quantization.as_dict() if quantization else None,
+                "builder": f"onnxruntime-genai {_builder_version()}",
+                "prompt_template": TEMPLATE,
+            },
+        )
         os.chmod(building, 0o777 & ~umask())  # mkdtemp makes it private; outputs are ordinary folders
         install_folder(building, final, owned)
     finally:

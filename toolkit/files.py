@@ -26,9 +26,21 @@ from uner.manifest import MANIFEST, file_entry, sha256_file
 from uner.toolkit.errors import OutputExists
 
 __all__ = [
-    "MANIFEST", "PARTIAL_SUFFIX", "atomic_path", "check_apart", "check_writable", "exchange_paths", "file_entry",
-    "install_folder", "partial_prefix", "read_own_manifest", "remove_stale_partials", "sha256_file", "umask",
-    "update_manifest", "write_json_atomic",
+    "MANIFEST",
+    "PARTIAL_SUFFIX",
+    "atomic_path",
+    "check_apart",
+    "check_writable",
+    "exchange_paths",
+    "file_entry",
+    "install_folder",
+    "partial_prefix",
+    "read_own_manifest",
+    "remove_stale_partials",
+    "sha256_file",
+    "umask",
+    "update_manifest",
+    "write_json_atomic",
 ]
 
 logger = logging.getLogger(__name__)

@@ -45,7 +45,9 @@ def mapped_llama(checkpoint: HFCheckpoint):
     config = AutoConfig.from_pretrained(checkpoint.folder)
     with init_empty_weights(include_buffers=False):
         model = LlamaForCausalLM(config)
-    state = {name: tensor for name, tensor in _state_dict(checkpoint, torch).items() if "rotary_emb.inv_freq" not in name}
+    state = {
+        name: tensor for name, tensor in _state_dict(checkpoint, torch).items() if "rotary_emb.inv_freq" not in name
+    }
     result = model.load_state_dict(state, strict=False, assign=True)
     missing = [name for name in result.missing_keys if not (name == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or result.unexpected_keys:

@@ -36,16 +36,25 @@ def _front_matter(index: dict, formats: set[str]) -> str:
 
 
 def _variant_rows(index: dict) -> list[str]:
-    rows = ["| variant | format | path | size | sha256 | F1 | ΔF1 | max drop | check |", "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| variant | format | path | size | sha256 | F1 | ΔF1 | max drop | check |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, entry in index["variants"].items():
         size = sum(index["files"][f]["size"] for f in entry["files"])
-        main = entry["path"] if entry["path"] in index["files"] else max(entry["files"], key=lambda f: index["files"][f]["size"])
+        main = (
+            entry["path"]
+            if entry["path"] in index["files"]
+            else max(entry["files"], key=lambda f: index["files"][f]["size"])
+        )
         digest = index["files"][main]["sha256"]
         bench = entry.get("bench") or {}
         f1 = f"{bench['f1']:.2f}" if "f1" in bench else "–"
         delta = f"{bench['delta_f1']:+.2f}" if "delta_f1" in bench else "–"
-        rows.append(f"| `{name}` | {entry['format']} | `{entry['path']}` | {_size(size)} | `{digest[:16]}…` | {f1} | {delta} "
-                    f"| {entry.get('max_f1_drop', '–')} | {entry.get('status', 'unchecked')} |")
+        rows.append(
+            f"| `{name}` | {entry['format']} | `{entry['path']}` | {_size(size)} | `{digest[:16]}…` | {f1} | {delta} "
+            f"| {entry.get('max_f1_drop', '–')} | {entry.get('status', 'unchecked')} |"
+        )
     return rows
 
 
@@ -55,33 +64,58 @@ def _bench_line(index: dict) -> str:
         return "These variants were not benched (`check: unchecked`)."
     first = benches[0]
     data = ", ".join(p.rsplit("/", 1)[-1] for p in first["settings"]["data"])
-    return (f"F1: official UniNER metric (micro F1 over queries) on {first['queries']} queries of {data}; "
-            f"ΔF1 against the torch reference ({first['reference_f1']:.2f} F1, same queries). A variant is published "
-            f"when its F1 drop is at most `max drop`. Full sha256 of every file: `manifest.json`.")
+    return (
+        f"F1: official UniNER metric (micro F1 over queries) on {first['queries']} queries of {data}; "
+        f"ΔF1 against the torch reference ({first['reference_f1']:.2f} F1, same queries). A variant is published "
+        f"when its F1 drop is at most `max drop`. Full sha256 of every file: `manifest.json`."
+    )
 
 
 def _how_to_run(repo_id: str, index: dict) -> list[str]:
     # the examples use the smallest variant: the one a laptop user tries first
-    example = min(index["variants"], key=lambda n: sum(index["files"][f]["size"] for f in index["variants"][n]["files"]))
-    lines = ["## How to run", "", "With uner-toolkit (any variant; downloads only that variant, "
-             "checks its sha256, then works offline):", "", "```bash"]
-    lines += [f"uner pull {repo_id} --variant {example}",
-              f"uner extract --model {repo_id}:{example} --labels person,location --text \"{_EXAMPLE_TEXT}\"", "```", "",
-              "```python", "from uner import load", "",
-              f"ner = load(\"{repo_id}:{example}\")",
-              f"ner.extract(\"{_EXAMPLE_TEXT}\", [\"person\", \"location\"])", "```", ""]
+    example = min(
+        index["variants"], key=lambda n: sum(index["files"][f]["size"] for f in index["variants"][n]["files"])
+    )
+    lines = [
+        "## How to run",
+        "",
+        "With uner-toolkit (any variant; downloads only that variant, checks its sha256, then works offline):",
+        "",
+        "```bash",
+    ]
+    lines += [
+        f"uner pull {repo_id} --variant {example}",
+        f'uner extract --model {repo_id}:{example} --labels person,location --text "{_EXAMPLE_TEXT}"',
+        "```",
+        "",
+        "```python",
+        "from uner import load",
+        "",
+        f'ner = load("{repo_id}:{example}")',
+        f'ner.extract("{_EXAMPLE_TEXT}", ["person", "location"])',
+        "```",
+        "",
+    ]
     ggufs = [e for e in index["variants"].values() if e["format"] == "gguf"]
     if ggufs:
         path = ggufs[-1]["path"]
-        lines += ["GGUF files run in any llama.cpp build (greedy, the prompt below with one entity type):", "", "```bash",
-                  f"llama-cli -m {path.rsplit('/', 1)[-1]} --temp 0 -n {DEFAULT_MAX_NEW_TOKENS} -no-cnv \\",
-                  f"  -p \"{_prompt(index).format(text=_EXAMPLE_TEXT, label='person')}\"",
-                  "```", ""]
+        lines += [
+            "GGUF files run in any llama.cpp build (greedy, the prompt below with one entity type):",
+            "",
+            "```bash",
+            f"llama-cli -m {path.rsplit('/', 1)[-1]} --temp 0 -n {DEFAULT_MAX_NEW_TOKENS} -no-cnv \\",
+            f'  -p "{_prompt(index).format(text=_EXAMPLE_TEXT, label="person")}"',
+            "```",
+            "",
+        ]
     onnx = [n for n, e in index["variants"].items() if e["format"] == "onnx"]
     if onnx:
-        lines += [f"ONNX folders ({', '.join(f'`{n}`' for n in onnx)}) hold a KV-cache decoder built by onnxruntime-genai's "
-                  "model builder, its `genai_config.json` and tokenizer: they run in uner-toolkit's ONNX Runtime backend "
-                  "(CPU, CUDA, TensorRT) or in onnxruntime-genai.", ""]
+        lines += [
+            f"ONNX folders ({', '.join(f'`{n}`' for n in onnx)}) hold a KV-cache decoder built by onnxruntime-genai's "
+            "model builder, its `genai_config.json` and tokenizer: they run in uner-toolkit's ONNX Runtime backend "
+            "(CPU, CUDA, TensorRT) or in onnxruntime-genai.",
+            "",
+        ]
     return lines
 
 
@@ -92,19 +126,37 @@ def render_card(index: dict, repo_id: str) -> str:
     eos = index.get("eos_token") or "</s>"
     revision = f" at commit `{index['source_commit']}`" if index.get("source_commit") else ""
     lines = [
-        f"# {model}: {' and '.join(sorted(f.upper() for f in formats))} variants", "",
-        index.get("description") or "", "",
-        f"Converted from [{index['base_model']}](https://huggingface.co/{index['base_model']}) (source `{index['source']}`{revision}) "
-        f"with uner-toolkit {index['tool_version']}. Open named-entity recognition: ask for any entity type, get a JSON list "
-        "of its mentions.", "",
-        "## Variants", "", *_variant_rows(index), "", _bench_line(index), "",
-        "## Prompt", "",
+        f"# {model}: {' and '.join(sorted(f.upper() for f in formats))} variants",
+        "",
+        index.get("description") or "",
+        "",
+        f"Converted from [{index['base_model']}](https://huggingface.co/{index['base_model']}) (source "
+        f"`{index['source']}`{revision}) "
+        f"with uner-toolkit {index['tool_version']}. Open named-entity recognition: ask for any entity type, get a "
+        "JSON list "
+        "of its mentions.",
+        "",
+        "## Variants",
+        "",
+        *_variant_rows(index),
+        "",
+        _bench_line(index),
+        "",
+        "## Prompt",
+        "",
         "One query per entity type; greedy decoding, at most "
         f"{DEFAULT_MAX_NEW_TOKENS} new tokens, stop at the end-of-sequence token (`{eos}` below is that special "
-        "token, not text). The answer is a JSON list of mentions, e.g. `[\"Barack Obama\", \"Angela Merkel\"]`.", "",
-        "```text", _prompt(index), "```", "",
+        'token, not text). The answer is a JSON list of mentions, e.g. `["Barack Obama", "Angela Merkel"]`.',
+        "",
+        "```text",
+        _prompt(index),
+        "```",
+        "",
         *_how_to_run(repo_id, index),
-        "## Licence", "",
-        f"`{index['license']}`, as the weights these variants were converted from. Check the base model's card for the terms of use.", "",
+        "## Licence",
+        "",
+        f"`{index['license']}`, as the weights these variants were converted from. Check the base model's card for "
+        "the terms of use.",
+        "",
     ]
     return _front_matter(index, formats) + "\n" + "\n".join(lines)

@@ -57,8 +57,9 @@ class _DataWriter:
 def _read_external(tensor: TensorProto, folder: Path) -> np.ndarray:
     info = {entry.key: entry.value for entry in tensor.external_data}
     dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
-    return np.memmap(folder / info["location"], dtype=dtype, mode="r", offset=int(info.get("offset", 0)),
-                     shape=tuple(tensor.dims))
+    return np.memmap(
+        folder / info["location"], dtype=dtype, mode="r", offset=int(info.get("offset", 0)), shape=tuple(tensor.dims)
+    )
 
 
 def _tensor_array(tensor: TensorProto, folder: Path) -> np.ndarray:
@@ -119,33 +120,54 @@ class _Rewriter:
             attributes["accuracy_level"] = self.accuracy_level
         return {
             node.name: helper.make_node(
-                "MatMulNBits", [node.input[0], f"{weight}_Q{self.bits}", f"{weight}_scales"], list(node.output),
-                name=f"{node.name}_Q{self.bits}", domain="com.microsoft", **attributes,
+                "MatMulNBits",
+                [node.input[0], f"{weight}_Q{self.bits}", f"{weight}_scales"],
+                list(node.output),
+                name=f"{node.name}_Q{self.bits}",
+                domain="com.microsoft",
+                **attributes,
             )
-            for node in self.consumers[weight] if node.op_type == "MatMul"
+            for node in self.consumers[weight]
+            if node.op_type == "MatMul"
         }
 
     def gather_nodes(self, transpose: onnx.NodeProto, gather: onnx.NodeProto, weight: str, k: int, n: int) -> list:
         """Reshape + GatherBlockQuantized (+ Slice when K is padded) in place of Transpose + Gather."""
         padded_k = -(-k // self.block_size) * self.block_size
         shape_name, base = f"{weight}_gather_shape", gather.name or f"{weight}_gather"
-        self.extra_initializers.append(numpy_helper.from_array(np.array([n, padded_k * self.bits // 8], np.int64), shape_name))
+        self.extra_initializers.append(
+            numpy_helper.from_array(np.array([n, padded_k * self.bits // 8], np.int64), shape_name)
+        )
         gathered = gather.output[0] if padded_k == k else f"{base}/GatherBlockQuantized/output_0"
         nodes = [
-            helper.make_node("Reshape", [f"{weight}_Q{self.bits}", shape_name], [f"{base}/Reshape/output_0"], name=f"{base}/Reshape"),
             helper.make_node(
-                "GatherBlockQuantized", [f"{base}/Reshape/output_0", gather.input[1], f"{weight}_scales"], [gathered],
-                name=f"{base}/GatherBlockQuantized", domain="com.microsoft",
-                bits=self.bits, block_size=self.block_size, gather_axis=0, quantize_axis=1,
+                "Reshape", [f"{weight}_Q{self.bits}", shape_name], [f"{base}/Reshape/output_0"], name=f"{base}/Reshape"
+            ),
+            helper.make_node(
+                "GatherBlockQuantized",
+                [f"{base}/Reshape/output_0", gather.input[1], f"{weight}_scales"],
+                [gathered],
+                name=f"{base}/GatherBlockQuantized",
+                domain="com.microsoft",
+                bits=self.bits,
+                block_size=self.block_size,
+                gather_axis=0,
+                quantize_axis=1,
             ),
         ]
         if padded_k != k:
             for suffix, value in (("starts", 0), ("ends", k), ("axes", -1)):
-                self.extra_initializers.append(numpy_helper.from_array(np.array([value], np.int64), f"{base}/slice_{suffix}"))
-            nodes.append(helper.make_node(
-                "Slice", [gathered, f"{base}/slice_starts", f"{base}/slice_ends", f"{base}/slice_axes"], [gather.output[0]],
-                name=f"{base}/Slice",
-            ))
+                self.extra_initializers.append(
+                    numpy_helper.from_array(np.array([value], np.int64), f"{base}/slice_{suffix}")
+                )
+            nodes.append(
+                helper.make_node(
+                    "Slice",
+                    [gathered, f"{base}/slice_starts", f"{base}/slice_ends", f"{base}/slice_axes"],
+                    [gather.output[0]],
+                    name=f"{base}/Slice",
+                )
+            )
         return nodes
 
 

@@ -14,9 +14,15 @@ from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import HFCheckpoint
 from uner.toolkit.constants import TOOL_NAME, OutType, check_model_name, gguf_file_name
-from uner.toolkit.files import MANIFEST, check_apart, check_writable, read_own_manifest, remove_stale_partials, update_manifest
-from uner.toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
 from uner.toolkit.export_gguf import export_gguf
+from uner.toolkit.files import (
+    MANIFEST,
+    check_writable,
+    read_own_manifest,
+    remove_stale_partials,
+    update_manifest,
+)
+from uner.toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +86,15 @@ def export_gguf_ladder(
     checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
     model_name = check_model_name(name or checkpoint.name)
     out = Path(out_dir)
-    check_apart(out, checkpoint.folder)
-    if adapter:
-        check_apart(out, Path(adapter), "adapter")
     previous = read_own_manifest(out, "gguf")  # another export's manifest would be overwritten
     planned = [out / gguf_file_name(model_name, kind) for kind in [outtype.value, *quant_list]]
     check_writable(planned, force)
     _check_inputs_kept([*planned, out / MANIFEST], [checkpoint.folder, *([Path(adapter)] if adapter else [])], previous)
     with merged_source(source, adapter, out, owner=model_name) as merged:
         base = export_gguf(merged, out, outtype, name=model_name, allow_pickle=allow_pickle, progress=progress)
-    quantized = quantize_ladder(base, model_name, quant_list, n_threads=n_threads, embedding_type=embedding_type, progress=progress)
+    quantized = quantize_ladder(
+        base, model_name, quant_list, n_threads=n_threads, embedding_type=embedding_type, progress=progress
+    )
     result = GGUFExport(base=base, quantized=quantized)
     result.manifest = update_manifest(
         out,

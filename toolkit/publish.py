@@ -43,7 +43,12 @@ class PushPlan:
 
 
 def plan_push(
-    folder: str | Path, repo_id: str, *, include_failed: bool = False, only: list[str] | None = None, progress: bool = False
+    folder: str | Path,
+    repo_id: str,
+    *,
+    include_failed: bool = False,
+    only: list[str] | None = None,
+    progress: bool = False,
 ) -> PushPlan:
     """What a push of ``folder`` (a ``uner-export recipe`` output) to ``repo_id`` would upload.
 
@@ -55,14 +60,20 @@ def plan_push(
     folder = Path(folder)
     index = read_manifest(folder)
     if not isinstance(index.get("variants"), dict):
-        raise PublishError(f"expected a recipe output (manifest.json with 'variants') in {folder}; run uner-export recipe first")
+        raise PublishError(
+            f"expected a recipe output (manifest.json with 'variants') in {folder}; run uner-export recipe first"
+        )
     chosen, left_out = _choose(index, include_failed, only)
     if not chosen:
         reasons = "; ".join(f"{n}: {why}" for n, why in left_out.items())
-        raise PublishError(f"expected at least one publishable variant in {folder}, got none ({reasons}); see --include-failed")
+        raise PublishError(
+            f"expected at least one publishable variant in {folder}, got none ({reasons}); see --include-failed"
+        )
     names = [f for v in chosen for f in index["variants"][v]["files"]]
     if mismatches := verify_folder(folder, names, progress=progress):
-        raise PublishError(f"expected the files of {folder} to match its manifest, got: {'; '.join(map(str, mismatches))}")
+        raise PublishError(
+            f"expected the files of {folder} to match its manifest, got: {'; '.join(map(str, mismatches))}"
+        )
     repo_index = _repo_index(index, chosen)
     card = render_card(repo_index, repo_id)
     files = [PlannedFile(n, index["files"][n]["size"], local=folder / n) for n in names]
@@ -76,7 +87,9 @@ def _check_repo_id(repo_id: str) -> None:
     try:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
-        raise PublishError(f"expected a Hub repo id like me/UniNER-7B-type-uner, got {repo_id!r}: {str(exc).splitlines()[0]}") from None
+        raise PublishError(
+            f"expected a Hub repo id like me/UniNER-7B-type-uner, got {repo_id!r}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def _choose(index: dict, include_failed: bool, only: list[str] | None) -> tuple[list[str], dict[str, str]]:
@@ -112,8 +125,11 @@ def _generated(name: str, text: str) -> PlannedFile:
 
 def describe(plan: PushPlan, private: bool = False) -> str:
     """The planned commit, for ``--dry-run``: files with sizes, what was left out, the card."""
-    lines = [f"repo: {plan.repo_id} ({'private' if private else 'public'}), one commit, {len(plan.files)} files, "
-             f"{plan.total_bytes / 1e6:.1f} MB", f"variants: {', '.join(plan.variants)}"]
+    lines = [
+        f"repo: {plan.repo_id} ({'private' if private else 'public'}), one commit, {len(plan.files)} files, "
+        f"{plan.total_bytes / 1e6:.1f} MB",
+        f"variants: {', '.join(plan.variants)}",
+    ]
     lines += [f"left out: {name} ({why})" for name, why in plan.left_out.items()]
     lines += [f"  {f.size:>14,d}  {f.path_in_repo}" for f in plan.files]
     lines += ["", f"--- {CARD} ---", plan.card]
@@ -125,8 +141,10 @@ def _keeping_published_variants(api, plan: PushPlan, existing: set[str]) -> Push
     does not replace, so pushing one variant does not hide the others."""
     published = json.loads(Path(api.hf_hub_download(plan.repo_id, MANIFEST)).read_text(encoding="utf-8"))
     kept = {
-        name: entry for name, entry in published.get("variants", {}).items()
-        if name not in plan.index["variants"] and all(f in existing and f in published.get("files", {}) for f in entry["files"])
+        name: entry
+        for name, entry in published.get("variants", {}).items()
+        if name not in plan.index["variants"]
+        and all(f in existing and f in published.get("files", {}) for f in entry["files"])
     }
     if not kept:
         return plan
@@ -149,18 +167,23 @@ def push(plan: PushPlan, *, private: bool = False, force: bool = False, api=None
         existing = set(api.list_repo_files(plan.repo_id))
         if clash := sorted(existing & {f.path_in_repo for f in plan.files}):
             if not force:
-                raise PublishError(f"expected new files in {plan.repo_id}, got existing {', '.join(clash)}: pass --force to overwrite")
+                raise PublishError(
+                    f"expected new files in {plan.repo_id}, got existing {', '.join(clash)}: pass --force to overwrite"
+                )
         if MANIFEST in existing:
             plan = _keeping_published_variants(api, plan, existing)
         operations = [
             CommitOperationAdd(path_in_repo=f.path_in_repo, path_or_fileobj=str(f.local) if f.local else f.content)
             for f in plan.files
         ]
-        info = api.create_commit(plan.repo_id, operations=operations,
-                                 commit_message=f"Add {', '.join(plan.variants)} (uner-toolkit)")
+        info = api.create_commit(
+            plan.repo_id, operations=operations, commit_message=f"Add {', '.join(plan.variants)} (uner-toolkit)"
+        )
     except PublishError:
         raise
     except Exception as exc:  # HTTP, auth, network, offline mode: the Hub's boundary, reported in one line
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise PublishError(f"expected the Hub to accept the push to {plan.repo_id}, got {type(exc).__name__}: {first}") from None
+        raise PublishError(
+            f"expected the Hub to accept the push to {plan.repo_id}, got {type(exc).__name__}: {first}"
+        ) from None
     return info.commit_url

@@ -37,7 +37,9 @@ def check_embedding_type(name: str | None) -> str | None:
     return name
 
 
-def quantize_gguf(source: Path, out: Path, quant: str, n_threads: int | None = None, embedding_type: str | None = None) -> Path:
+def quantize_gguf(
+    source: Path, out: Path, quant: str, n_threads: int | None = None, embedding_type: str | None = None
+) -> Path:
     """Quantize ``source`` to ``out`` with llama.cpp; ``out`` appears only when complete.
     ``embedding_type`` overrides the type of the token-embedding and output tensors."""
     n_threads = check_threads(n_threads)  # llama.cpp starts that many threads, unchecked
@@ -77,7 +79,9 @@ def quantize_ladder(
     for quant in quants:
         if bar:
             bar.set_postfix_str(quant)
-        outputs.append(quantize_gguf(source, quantized_path(source, model_name, quant), quant, n_threads, embedding_type))
+        outputs.append(
+            quantize_gguf(source, quantized_path(source, model_name, quant), quant, n_threads, embedding_type)
+        )
         if bar:
             bar.update(1)
     if bar:

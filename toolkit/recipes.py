@@ -9,8 +9,8 @@ before it is refused for publishing.
 from __future__ import annotations
 
 import sys
-from importlib import resources
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from uner.onnx_layout import EXPORT_TARGETS
@@ -18,8 +18,9 @@ from uner.toolkit.constants import QUANT_TYPES, OutType, gguf_file_name
 from uner.toolkit.errors import RecipeError
 
 if sys.version_info >= (3, 11):
-    import tomllib
     from importlib.resources.abc import Traversable
+
+    import tomllib
 else:  # pragma: no cover - Python 3.10
     from importlib.abc import Traversable
 
@@ -28,7 +29,19 @@ else:  # pragma: no cover - Python 3.10
 #: the shipped recipes: package data of ``uner.export_recipes`` (the ``export_recipes/`` folder),
 #: so a wheel carries them
 RECIPES_PACKAGE = "uner.export_recipes"
-_TOP_KEYS = {"name", "source", "revision", "license", "base_model", "description", "allow_pickle", "gguf", "onnx", "bench", "gates"}
+_TOP_KEYS = {
+    "name",
+    "source",
+    "revision",
+    "license",
+    "base_model",
+    "description",
+    "allow_pickle",
+    "gguf",
+    "onnx",
+    "bench",
+    "gates",
+}
 #: the keys each table may hold ([gates] is keyed by variant names, checked against those)
 _TABLE_KEYS = {
     "gguf": {"outtype", "types"},
@@ -84,17 +97,31 @@ class Recipe:
         for plan in self.variants:
             if plan.name == name:
                 return plan
-        raise RecipeError(f"expected a variant of {self.name} ({', '.join(v.name for v in self.variants)}), got {name!r}")
+        raise RecipeError(
+            f"expected a variant of {self.name} ({', '.join(v.name for v in self.variants)}), got {name!r}"
+        )
 
     def as_dict(self) -> dict:
         """What the variant index records of the recipe."""
         return {
-            "name": self.name, "source": self.source, "revision": self.revision, "license": self.license,
-            "base_model": self.base_model, "gguf_outtype": self.gguf_outtype,
-            "variants": {v.name: {"format": v.format, "kind": v.kind, "device": v.device, "max_f1_drop": v.max_f1_drop} for v in self.variants},
-            "bench": None if self.bench is None else {
-                "data": list(self.bench.data), "limit": self.bench.limit, "max_new_tokens": self.bench.max_new_tokens,
-                "reference_device": self.bench.reference_device, "reference_dtype": self.bench.reference_dtype,
+            "name": self.name,
+            "source": self.source,
+            "revision": self.revision,
+            "license": self.license,
+            "base_model": self.base_model,
+            "gguf_outtype": self.gguf_outtype,
+            "variants": {
+                v.name: {"format": v.format, "kind": v.kind, "device": v.device, "max_f1_drop": v.max_f1_drop}
+                for v in self.variants
+            },
+            "bench": None
+            if self.bench is None
+            else {
+                "data": list(self.bench.data),
+                "limit": self.bench.limit,
+                "max_new_tokens": self.bench.max_new_tokens,
+                "reference_device": self.bench.reference_device,
+                "reference_dtype": self.bench.reference_dtype,
             },
         }
 
@@ -117,7 +144,9 @@ def find_recipe(name_or_path: str | Path) -> Path | Traversable:
         return path
     candidate = _shipped() / f"{name_or_path}.toml"
     if not candidate.is_file():
-        raise RecipeError(f"expected a recipe name among {', '.join(available_recipes())} or a .toml path, got {name_or_path!r}")
+        raise RecipeError(
+            f"expected a recipe name among {', '.join(available_recipes())} or a .toml path, got {name_or_path!r}"
+        )
     return candidate
 
 
@@ -139,7 +168,9 @@ def _parse(data: dict, path: Path) -> Recipe:
         raise RecipeError(f"expected keys among {', '.join(sorted(_TOP_KEYS))}, got {', '.join(sorted(unknown))}")
     for table, allowed in _TABLE_KEYS.items():  # a typo (limt = 4) must not be ignored silently
         if isinstance(data.get(table), dict) and (unknown := set(data[table]) - allowed):
-            raise RecipeError(f"expected [{table}] keys among {', '.join(sorted(allowed))}, got {', '.join(sorted(unknown))}")
+            raise RecipeError(
+                f"expected [{table}] keys among {', '.join(sorted(allowed))}, got {', '.join(sorted(unknown))}"
+            )
     name = _text(data, "name")
     gguf, onnx = _table(data, "gguf"), _table(data, "onnx")
     gates = _table(data, "gates")
@@ -154,18 +185,29 @@ def _parse(data: dict, path: Path) -> Recipe:
     if len(set(names)) != len(names):
         raise RecipeError(f"expected distinct variants, got {', '.join(names)}")
     if unknown := set(gates) - set(names):
-        raise RecipeError(f"expected [gates] only for built variants ({', '.join(names)}), got {', '.join(sorted(unknown))}")
+        raise RecipeError(
+            f"expected [gates] only for built variants ({', '.join(names)}), got {', '.join(sorted(unknown))}"
+        )
     return Recipe(
-        name=name, source=_text(data, "source"), revision=data.get("revision"), license=_text(data, "license"),
-        base_model=data.get("base_model", data["source"]), description=data.get("description", ""),
-        allow_pickle=bool(data.get("allow_pickle", False)), gguf_outtype=outtype, variants=tuple(plans),
-        bench=_bench(data.get("bench")), file=path,
+        name=name,
+        source=_text(data, "source"),
+        revision=data.get("revision"),
+        license=_text(data, "license"),
+        base_model=data.get("base_model", data["source"]),
+        description=data.get("description", ""),
+        allow_pickle=bool(data.get("allow_pickle", False)),
+        gguf_outtype=outtype,
+        variants=tuple(plans),
+        bench=_bench(data.get("bench")),
+        file=path,
     )
 
 
 def _gguf_plan(kind: str, outtype: str, gates: dict) -> VariantPlan:
     if kind not in QUANT_TYPES and kind != outtype:
-        raise RecipeError(f"expected gguf.types among {outtype} (the converted file) and {', '.join(QUANT_TYPES)}, got {kind!r}")
+        raise RecipeError(
+            f"expected gguf.types among {outtype} (the converted file) and {', '.join(QUANT_TYPES)}, got {kind!r}"
+        )
     return VariantPlan(kind, "gguf", kind, _gate(gates, kind))
 
 
@@ -175,7 +217,9 @@ def _onnx_plan(entry: str, gates: dict) -> VariantPlan:
         raise RecipeError(f"expected onnx.precisions among {', '.join(EXPORT_TARGETS)}, got {entry!r}")
     device = device or EXPORT_TARGETS[precision][0]
     if device not in EXPORT_TARGETS[precision]:
-        raise RecipeError(f"expected a device among {', '.join(EXPORT_TARGETS[precision])} for {precision}, got {device!r}")
+        raise RecipeError(
+            f"expected a device among {', '.join(EXPORT_TARGETS[precision])} for {precision}, got {device!r}"
+        )
     name = f"onnx-{precision}"
     return VariantPlan(name, "onnx", precision, _gate(gates, name), device)
 

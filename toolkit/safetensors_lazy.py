@@ -86,8 +86,14 @@ def read_index(file: Path) -> dict[str, TensorEntry]:
         # a number belongs would otherwise surface as a numpy or arithmetic traceback
         fields = info if isinstance(info, dict) else {}
         dtype, shape, offsets = fields.get("dtype"), fields.get("shape"), fields.get("data_offsets")
-        if not (isinstance(shape, list) and all(map(_is_count, shape)) and isinstance(offsets, list)
-                and len(offsets) == 2 and all(map(_is_count, offsets)) and isinstance(dtype, str)):
+        if not (
+            isinstance(shape, list)
+            and all(map(_is_count, shape))
+            and isinstance(offsets, list)
+            and len(offsets) == 2
+            and all(map(_is_count, offsets))
+            and isinstance(dtype, str)
+        ):
             raise CheckpointError(f"expected dtype/shape/data_offsets for {name} in {file.name}, got {info!r:.80}")
         if dtype not in _DTYPES:
             raise CheckpointError(f"expected a supported dtype for {name} in {file.name}, got {dtype}")

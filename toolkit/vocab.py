@@ -118,8 +118,13 @@ def _read_byte_level_bpe(folder: Path, tokenizer_json: dict) -> VocabData:
     config_bos = _tokenizer_config(folder).get("add_bos_token")
     add_bos = bool(config_bos) if config_bos is not None else _template_adds_bos(tokenizer_json)
     return VocabData(
-        "gpt2", tokens, [0.0] * len(tokens), types,
-        pre=bpe_pre_tokenizer(tokenizer_json), add_bos=add_bos, merges=merges,
+        "gpt2",
+        tokens,
+        [0.0] * len(tokens),
+        types,
+        pre=bpe_pre_tokenizer(tokenizer_json),
+        add_bos=add_bos,
+        merges=merges,
     )
 
 
