@@ -35,17 +35,22 @@ def test_the_base_model_alone_does_not(smollm2_hf):
     assert official_score(raws, [q.gold for q in queries]).n_correct == 0, raws
 
 
-def test_an_interrupted_build_of_the_embedded_model_leaves_nothing_to_reuse(tmp_path, monkeypatch):
+def test_an_interrupted_build_of_the_embedded_model_leaves_nothing_to_reuse(tiny_spm_hf, tmp_path, monkeypatch):
     import transformers
 
     from uner.toolkit.embedded import materialize_smollm2
 
+    class Interrupted:
+        """A tokenizer whose saving is cut short, as by Ctrl-C once the weights are written."""
+
+        def save_pretrained(self, *args, **kwargs):
+            raise KeyboardInterrupt
+
+    # the tiny model stands in for SmolLM2 (dequantizing the real one takes half a minute)
+    tiny = transformers.LlamaForCausalLM.from_pretrained(tiny_spm_hf)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", lambda *a, **k: tiny)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", lambda *a, **k: Interrupted())
     dest = tmp_path / "SmolLM2-135M-Instruct"
-
-    def crash(self, *args, **kwargs):
-        raise KeyboardInterrupt  # as if the user pressed Ctrl-C after the weights were written
-
-    monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "save_pretrained", crash)
     try:
         materialize_smollm2(dest)
     except KeyboardInterrupt:
