@@ -289,8 +289,12 @@ class GenerativeExtractor(ABC):
 
     def answers(self, text: str, labels: Sequence[str]) -> dict[str, str]:
         """The raw answer for every label, in one pass over the text (which must fit the context)."""
-        outputs = self.generate_together([self.prompt_ids(text, label) for label in labels], text)
-        return {label: self.decode(ids).strip() for label, ids in zip(labels, outputs)}
+        self._acquire()
+        try:
+            outputs = self.generate_together([self.prompt_ids(check_text(text), label) for label in labels], text)
+            return {label: self.decode(ids).strip() for label, ids in zip(labels, outputs)}
+        finally:
+            self._release_turn()
 
     def windows(self, text: str, labels: Sequence[str]) -> list[tuple[int, str]]:
         """``(offset, piece)`` windows of ``text`` whose prompts for every label fit the window."""
