@@ -19,9 +19,10 @@ from uner._cli_utils import (
     backend_options,
     setup_logging,
 )
+from uner.atomic import write_text_atomic
 from uner.base import DEFAULT_MAX_NEW_TOKENS
 from uner.bench.machine import machine_info, versions
-from uner.bench.report import markdown, plots, summarize, write_predictions, write_text_atomic
+from uner.bench.report import markdown, plots, summarize, write_predictions
 from uner.bench.suite import load_datasets, plan_variants, run_variant_isolated
 from uner.constraints import CONSTRAINTS, check_constraint
 from uner.errors import InputError

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
+from uner.atomic import atomic_path
 from uner.bench.scoring import score_by_dataset
 from uner.bench.suite import VariantRun
 
@@ -73,34 +71,11 @@ def _file_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-@contextlib.contextmanager
-def _atomic(final: Path) -> Iterator[Path]:
-    """A temporary name beside ``final`` (hidden, ``.partial``), renamed onto it when the block
-    finishes and removed when it does not: an interrupted bench leaves no file that looks
-    finished. An OS error names ``final``, not the temporary name."""
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.partial")  # opened normally: the umask applies
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    except OSError as exc:
-        if exc.errno is None:
-            raise
-        raise OSError(exc.errno, exc.strerror, str(final)) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """``path`` holding ``text`` (UTF-8), or left as it was if writing fails or is interrupted."""
-    with _atomic(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
 def write_predictions(out: Path, runs: list[VariantRun]) -> None:
     """``predictions-<variant>.jsonl`` per run, each written whole or not at all."""
     for run in runs:
         with (
-            _atomic(out / f"predictions-{_file_name(run.spec.name)}.jsonl") as tmp,
+            atomic_path(out / f"predictions-{_file_name(run.spec.name)}.jsonl") as tmp,
             tmp.open("w", encoding="utf-8") as handle,
         ):
             for prediction in run.predictions:
@@ -185,7 +160,7 @@ def plots(out: Path, variants: list[dict]) -> list[Path]:
         title="F1 vs size",
     )
     figure.tight_layout()
-    with _atomic(out / "f1_vs_size.png") as tmp:
+    with atomic_path(out / "f1_vs_size.png") as tmp:
         figure.savefig(tmp, dpi=120, format="png")  # the temporary name has no .png to go by
     written.append(out / "f1_vs_size.png")
     plt.close(figure)
@@ -195,7 +170,7 @@ def plots(out: Path, variants: list[dict]) -> list[Path]:
     axes.invert_yaxis()
     axes.set(xlabel="queries/s (same queries, same run)", title="speed per variant")
     figure.tight_layout()
-    with _atomic(out / "queries_per_s.png") as tmp:
+    with atomic_path(out / "queries_per_s.png") as tmp:
         figure.savefig(tmp, dpi=120, format="png")
     written.append(out / "queries_per_s.png")
     plt.close(figure)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from uner.atomic import write_text_atomic
 from uner.base import GenerativeExtractor
 from uner.errors import InputError
 from uner.inputs import Document, make_document
@@ -127,17 +127,8 @@ def check_resume(output: Path, labels: Sequence[str], model: str | None = None) 
 def _write_meta(output: Path, labels: Sequence[str], model: str | None) -> None:
     """``<output>.meta.json`` written to a temporary name beside it and renamed, so it is
     either the old record or the whole new one."""
-    path = meta_path(output)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        tmp.write_text(
-            json.dumps({"format": META_FORMAT, "labels": list(labels), "model": model}, ensure_ascii=False, indent=2)
-            + "\n",
-            encoding="utf-8",
-        )
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    record = {"format": META_FORMAT, "labels": list(labels), "model": model}
+    write_text_atomic(meta_path(output), json.dumps(record, ensure_ascii=False, indent=2) + "\n")
 
 
 def _logs_beside(bar) -> contextlib.AbstractContextManager:
