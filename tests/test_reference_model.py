@@ -2,12 +2,13 @@
 
 from tests.conftest import CROSSNER_EVAL
 from uner import load
+from uner.bench import reference_models
 from uner.bench.reference_models import resolve_reference
 from uner.eval_data import read_queries
 from uner.metrics import official_score
 
 
-def test_the_reference_name_builds_the_same_model_once(uniner_smol_hf, tmp_path, monkeypatch):
+def test_the_reference_name_builds_once_and_again_when_its_weights_change(uniner_smol_hf, tmp_path, monkeypatch):
     monkeypatch.setenv("UNER_CACHE", str(tmp_path))
     folder = resolve_reference("uniner-smol-135m")
     assert folder == str(tmp_path / "uniner-smol-135m")
@@ -17,6 +18,17 @@ def test_the_reference_name_builds_the_same_model_once(uniner_smol_hf, tmp_path,
     assert (uniner_smol_hf / "model.safetensors").read_bytes() == (
         tmp_path / "uniner-smol-135m" / "model.safetensors"
     ).read_bytes()
+    # an upgrade that ships other weights (v1 -> v2) must not keep serving the old build
+    monkeypatch.setattr(reference_models, "weights_digest", lambda name: "0" * 64)
+    assert resolve_reference("uniner-smol-135m") == folder
+    assert (tmp_path / "uniner-smol-135m" / "model.safetensors").stat().st_mtime_ns != built
+    assert '"weights_sha256": "' + "0" * 64 in (tmp_path / "uniner-smol-135m" / "built-from.json").read_text()
+
+
+def test_the_first_reference_stays_reachable_by_its_version_name():
+    v1 = reference_models.weights_folder("uniner-smol-135m-v1")
+    assert (v1 / "adapter" / "adapter_config.json").is_file()
+    assert len(reference_models.weights_digest("uniner-smol-135m-v1")) == 64
 
 
 def test_uniner_smol_answers_json_lists_and_finds_entities(uniner_smol_hf):
@@ -59,9 +71,12 @@ def test_an_interrupted_build_of_the_embedded_model_leaves_nothing_to_reuse(tiny
     assert not list(tmp_path.iterdir()), "no scratch folder left behind"
 
 
-def test_the_embedded_adapter_is_package_data():
+def test_every_reference_s_weights_are_package_data():
     from importlib import resources
 
-    adapter = resources.files("uner.bench").joinpath("uniner_smol/adapter")
-    assert adapter.joinpath("adapter_config.json").is_file()
-    assert adapter.joinpath("adapter_model.safetensors").is_file()
+    for name, folder in reference_models.REFERENCES.items():
+        weights = resources.files("uner.bench").joinpath(folder)
+        delta = weights.joinpath("delta.safetensors").is_file()
+        adapter = weights.joinpath("adapter", "adapter_config.json").is_file()
+        assert delta or adapter, name
+        assert delta or weights.joinpath("adapter", "adapter_model.safetensors").is_file(), name

@@ -22,7 +22,7 @@ from uner.toolkit.publish import push as publish
 GGUF_EXAMPLES = f"""
 Examples:
   uner-export gguf ./UniNER-7B-type --out ./out --outtype f16 --quant q8_0,q4_k_m
-  uner-export gguf ./SmolLM2-135M-Instruct --adapter bench/uniner_smol/adapter --name uniner-smol-135m --out ./out
+  uner-export gguf ./SmolLM2-135M-Instruct --adapter bench/uniner_smol_v1/adapter --name uniner-smol-135m --out ./out
 
 Quant types: {", ".join(QUANT_TYPES)}
 """
