@@ -68,13 +68,10 @@ def train(name: str, out: Path, tokens: int, minutes: float) -> dict:
 def merged(name: str, out: Path) -> Path:
     """The ablation's model as an fp16 HF folder (base + adapter, or base + delta)."""
     from uner.bench.reference_models import apply_delta
+    from uner.bench.train_uniner_smol import _embedded_base
     from uner.toolkit.adapter import merge_adapter
-    from uner.toolkit.embedded import materialize_smollm2
 
-    folder, dest = out / name, out / name / "merged"
-    base = ROOT / "bench" / ".smollm2-base"
-    if not (base / "config.json").is_file():
-        materialize_smollm2(base)
+    folder, dest, base = out / name, out / name / "merged", _embedded_base()
     shutil.rmtree(dest, ignore_errors=True)
     if (folder / "adapter").is_dir():
         return merge_adapter(base, folder / "adapter", dest)
