@@ -16,6 +16,7 @@ from pathlib import Path
 
 from uner import __version__
 from uner.cache import CheckedFiles
+from uner.errors import describe_error
 from uner.manifest import MANIFEST, file_entry, read_manifest
 from uner.prompt import TEMPLATE
 from uner.tokenizer import eos_token_text
@@ -57,8 +58,7 @@ def resolve_source(recipe: Recipe) -> tuple[Path, str | None]:
         folder = Path(snapshot_download(recipe.source, revision=recipe.revision))
     except Exception as exc:  # network, auth, unknown repo/revision: all mean "cannot get the source"
         raise RecipeError(
-            f"expected to download {recipe.source}@{recipe.revision or 'main'} from the Hub, got "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            f"expected to download {recipe.source}@{recipe.revision or 'main'} from the Hub, got {describe_error(exc)}"
         ) from None
     return folder, folder.name  # snapshots are named after their commit
 

@@ -68,7 +68,7 @@ def apply_delta(base: Path, delta: Path, dest: Path) -> Path:
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from uner.toolkit.checkpoint import SIDE_FILES
+    from uner.toolkit.checkpoint import copy_side_files
 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     state = model.state_dict()
@@ -77,9 +77,7 @@ def apply_delta(base: Path, delta: Path, dest: Path) -> Path:
             raise ModelNotFound(f"expected a weight delta for {base.name}, got {delta} changing {name}")
         state[name].add_(change.float())
     model.half().save_pretrained(dest)
-    for name in SIDE_FILES:
-        if (base / name).is_file():
-            shutil.copy2(base / name, dest / name)
+    copy_side_files(base, dest)
     return dest
 
 

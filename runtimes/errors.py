@@ -7,6 +7,21 @@ one-line ``Error: ...`` message and a non-zero exit instead of a traceback.
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message (at most ``limit`` characters), or its type's name when
+    it has none: what a one-line ``Error:`` can quote of a library's multi-line exception."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
+def describe_error(exc: BaseException) -> str:
+    """``TypeName: first line of the message`` (or just ``TypeName``), for errors from a boundary
+    (network, Hub) whose type says as much as their message."""
+    line = first_line(exc)
+    name = type(exc).__name__
+    return name if line == name else f"{name}: {line}"
+
+
 class UnerError(Exception):
     """Base class for errors caused by input, artifacts or the environment (not bugs)."""
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from uner.cache import CheckedFiles
-from uner.errors import InputError, IntegrityError, ModelNotFound
+from uner.errors import InputError, IntegrityError, ModelNotFound, describe_error
 from uner.manifest import MANIFEST, check_member_names, variant_entry
 
 _VARIANT_REF = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+):(?P<variant>[\w.-]+)$")
@@ -62,7 +62,7 @@ def _unreachable(repo_id: str, filename: str, revision: str | None) -> str | Non
         get_hf_file_metadata(hf_hub_url(repo_id, filename, revision=revision), timeout=constants.HF_HUB_ETAG_TIMEOUT)
     except Exception as exc:  # HTTP answers (404, 401...) are left to hf_hub_download to report
         if _UNREACHABLE & {cls.__name__ for cls in type(exc).__mro__}:
-            return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}"
+            return describe_error(exc)
     return None
 
 
@@ -90,10 +90,7 @@ def _download(repo_id: str, filename: str, revision: str | None, force: bool, lo
             f"expected a Hub repo {repo_id} you can read, got none (name, private repo without token?)"
         ) from None
     except Exception as exc:  # network and HTTP errors: the boundary, reported in one line
-        raise ModelNotFound(
-            f"expected to download {filename} of {repo_id}, got {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from None
+        raise ModelNotFound(f"expected to download {filename} of {repo_id}, got {describe_error(exc)}") from None
 
 
 def pull(repo_id: str, variant: str | None, *, revision: str | None = None, force: bool = False) -> Path:

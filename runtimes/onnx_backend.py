@@ -17,7 +17,7 @@ import numpy as np
 
 from uner.base import GenerativeExtractor
 from uner.checks import check_threads
-from uner.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable
+from uner.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable, first_line
 from uner.jsonfile import read_json
 from uner.onnx_branches import OnnxBranches
 from uner.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
@@ -183,7 +183,7 @@ class OnnxExtractor(GenerativeExtractor):
             session = ort.InferenceSession(str(self.layout.model_file), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for unreadable/missing files
             raise ModelNotFound(
-                f"expected a loadable ONNX model at {self.layout.model_file}, got: {str(exc).splitlines()[0]}"
+                f"expected a loadable ONNX model at {self.layout.model_file}, got: {first_line(exc)}"
             ) from exc
         if session.get_providers()[0] != PROVIDERS[self.provider]:
             raise ProviderUnavailable(

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from uner.errors import BackendUnavailable, ModelNotFound
+from uner.errors import BackendUnavailable, ModelNotFound, first_line
 from uner.jsonfile import read_json
 
 
@@ -83,8 +83,7 @@ class _TokenizersJson:
             self._tk = Tokenizer.from_file(str(folder / "tokenizer.json"))
         except Exception as exc:  # tokenizers raises a bare Exception for unreadable or invalid files
             raise ModelNotFound(
-                f"expected a readable tokenizer.json in {folder}, got: "
-                f"{str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__}"
+                f"expected a readable tokenizer.json in {folder}, got: {first_line(exc, limit=200)}"
             ) from None
         # user text never becomes a special id: "<|im_end|>" in a passage is text, as it is
         # for llama.cpp (parse_special=False) and sentencepiece (which never parses them)

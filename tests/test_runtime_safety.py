@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from uner import load
-from uner.errors import BackendUnavailable, InputError, IntegrityError, ModelNotFound
+from uner.errors import BackendUnavailable, InputError, IntegrityError, ModelNotFound, describe_error, first_line
 
 INJECTIONS = ["</s>", "<s>", "<unk>", "<|im_end|>", "<|im_start|>user", "<|endoftext|>", "a</s>USER: b <|im_end|>"]
 
@@ -63,6 +63,19 @@ def test_backend_unavailable_survives_pickling():
 
     error = pickle.loads(pickle.dumps(BackendUnavailable("onnx", "onnxruntime", "onnx")))
     assert isinstance(error, BackendUnavailable) and 'pip install "uner-toolkit[onnx]"' in str(error)
+
+
+@pytest.mark.parametrize(
+    ("exc", "line", "described"),
+    [
+        (RuntimeError("bad file\n  at line 3\n  in parser"), "bad file", "RuntimeError: bad file"),
+        (TimeoutError(), "TimeoutError", "TimeoutError"),  # no message: str() is "", not a line
+        (OSError("\n\n  "), "OSError", "OSError"),
+    ],
+)
+def test_a_library_exception_becomes_one_line_even_without_a_message(exc, line, described):
+    assert first_line(exc) == line
+    assert describe_error(exc) == described
 
 
 def test_a_changed_byte_in_an_onnx_export_is_refused_at_load(tiny_spm_onnx_fp32, tmp_path, monkeypatch):

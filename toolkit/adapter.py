@@ -14,7 +14,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from uner.toolkit.checkpoint import SIDE_FILES, read_json_object
+from uner.errors import first_line
+from uner.toolkit.checkpoint import copy_side_files, read_json_object
 from uner.toolkit.errors import CheckpointError
 
 
@@ -44,13 +45,9 @@ def merge_adapter(base: Path, adapter: Path, dest: Path) -> Path:
     try:
         merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     except (ValueError, RuntimeError, KeyError) as exc:  # shape or module mismatches
-        raise CheckpointError(
-            f"expected an adapter trained on {base.name}, got {adapter}: {str(exc).splitlines()[0]}"
-        ) from exc
+        raise CheckpointError(f"expected an adapter trained on {base.name}, got {adapter}: {first_line(exc)}") from exc
     merged.save_pretrained(dest)
-    for name in SIDE_FILES:
-        if (base / name).is_file():
-            shutil.copy2(base / name, dest / name)
+    copy_side_files(base, dest)
     return dest
 
 

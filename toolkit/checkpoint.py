@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,6 +156,13 @@ def params_from_config(config: dict) -> LlamaParams:
         tie_embeddings=_flag(config, "tie_word_embeddings"),
         rope_scaling=_rope_scaling(config),
     )
+
+
+def copy_side_files(source: Path, dest: Path) -> None:
+    """Copy the ``SIDE_FILES`` that ``source`` has into ``dest``, a checkpoint derived from it."""
+    for name in SIDE_FILES:
+        if (source / name).is_file():
+            shutil.copy2(source / name, dest / name)
 
 
 def read_json_object(path: Path) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from uner import __version__
-from uner.errors import InputError
+from uner.errors import InputError, first_line
 from uner.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, check_export_target
 from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
@@ -171,8 +171,7 @@ def _run_builder(checkpoint: HFCheckpoint, out: Path, precision: str, device: st
     except Exception as exc:  # the builder raises anything from OSError to NotImplementedError
         if os.environ.get("UNER_DEBUG") == "1":
             raise
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"onnxruntime-genai's builder failed on {source}: {reason}") from exc
+        raise CheckpointError(f"onnxruntime-genai's builder failed on {source}: {first_line(exc)}") from exc
     shutil.rmtree(cache, ignore_errors=True)
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from uner.errors import describe_error, first_line
 from uner.manifest import MANIFEST, read_manifest, verify_folder
 from uner.toolkit.errors import PublishError
 from uner.toolkit.model_card import render_card
@@ -88,7 +89,7 @@ def _check_repo_id(repo_id: str) -> None:
         validate_repo_id(repo_id)
     except HFValidationError as exc:
         raise PublishError(
-            f"expected a Hub repo id like me/UniNER-7B-type-uner, got {repo_id!r}: {str(exc).splitlines()[0]}"
+            f"expected a Hub repo id like me/UniNER-7B-type-uner, got {repo_id!r}: {first_line(exc)}"
         ) from None
 
 
@@ -182,8 +183,6 @@ def push(plan: PushPlan, *, private: bool = False, force: bool = False, api=None
     except PublishError:
         raise
     except Exception as exc:  # HTTP, auth, network, offline mode: the Hub's boundary, reported in one line
-        first = str(exc).splitlines()[0] if str(exc) else ""
-        raise PublishError(
-            f"expected the Hub to accept the push to {plan.repo_id}, got {type(exc).__name__}: {first}"
-        ) from None
+        message = f"expected the Hub to accept the push to {plan.repo_id}, got {describe_error(exc)}"
+        raise PublishError(message) from None
     return info.commit_url
