@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from uner.bench.runner import predict, sample_queries  # noqa: E402
+from uner.bench.statistics import bootstrap  # noqa: E402
 from uner.eval_data import read_queries  # noqa: E402
 from uner.metrics import score_normalized  # noqa: E402
 from uner.parsing import parse_normalized  # noqa: E402
@@ -78,44 +78,23 @@ def merged(name: str, out: Path) -> Path:
     return apply_delta(base, folder / "delta.safetensors", dest)
 
 
-def bootstrap_f1(predicted: list[list[str]], gold: list[list[str]], texts: list[str], rounds: int = 1000):
-    """95 % interval of micro F1 (percent), resampling whole texts with replacement (seed 0)."""
-    groups: dict[str, list[int]] = {}
-    for index, text in enumerate(texts):
-        groups.setdefault(text, []).append(index)
-    counts = []
-    for indices in groups.values():
-        score = score_normalized([predicted[i] for i in indices], [gold[i] for i in indices])
-        counts.append((score.n_correct, score.n_predicted, score.n_gold))
-    rng, values = random.Random(0), []
-    for _ in range(rounds):
-        c = p = g = 0
-        for _ in counts:
-            a, b, d = counts[rng.randrange(len(counts))]
-            c, p, g = c + a, p + b, g + d
-        precision, recall = c / (p + 1e-10), c / (g + 1e-10)
-        values.append(100 * 2 * precision * recall / (precision + recall + 1e-10))
-    values.sort()
-    return round(values[int(0.025 * rounds)], 2), round(values[int(0.975 * rounds) - 1], 2)
-
-
 def evaluate(model: Path, limit: int, threads: int) -> dict:
     from uner.torch_backend import TorchExtractor
 
-    scores = {}
+    scores, by_file = {}, {}
     with TorchExtractor(model, n_threads=threads) as extractor:
         for file in EVAL_FILES:
-            queries = sample_queries(read_queries(file), limit)
-            predictions = predict(extractor, queries, file.stem)
-            predicted = [parse_normalized(p.raw) for p in predictions]
-            gold = [parse_normalized(p.gold) for p in predictions]
-            score = score_normalized(predicted, gold)
-            scores[file.stem] = {
-                "queries": len(predictions),
-                "f1": round(100 * score.f1, 2),
-                "f1_ci95": bootstrap_f1(predicted, gold, [p.text for p in predictions]),
-                "answered_empty": round(100 * sum(not p for p in predicted) / len(predicted), 1),
-            }
+            by_file[file.stem] = predict(extractor, sample_queries(read_queries(file), limit), file.stem)
+    intervals = bootstrap([p for predictions in by_file.values() for p in predictions])
+    for name, predictions in by_file.items():
+        predicted = [parse_normalized(p.raw) for p in predictions]
+        score = score_normalized(predicted, [parse_normalized(p.gold) for p in predictions])
+        scores[name] = {
+            "queries": len(predictions),
+            "f1": round(100 * score.f1, 2),
+            "f1_ci95": [round(bound, 2) for bound in intervals[name].f1_ci95],
+            "answered_empty": round(100 * sum(not p for p in predicted) / len(predicted), 1),
+        }
     scores["average"] = {"f1": round(sum(s["f1"] for s in scores.values()) / len(EVAL_FILES), 2)}
     return scores
 

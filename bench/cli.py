@@ -38,6 +38,19 @@ Examples:
 """
 
 
+def parse_limit(value: str) -> int | None:
+    """``--limit``: a positive number of queries, or ``all`` (None)."""
+    if value.strip().lower() == "all":
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise InputError(f"expected --limit to be a positive number of queries or 'all', got {value!r}")
+    return limit
+
+
 def run_bench(
     reference: str,
     candidates: list[str],
@@ -52,10 +65,13 @@ def run_bench(
     constraints: tuple[str, ...] = (),
     reference_options: dict | None = None,
     gguf_options: dict | None = None,
+    reference_per_query: bool = False,
 ) -> dict:
     """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``
     (each written whole or not at all; results.json last).
 
+    ``limit``: queries per data file (None: all); ``reference_per_query``: run the reference one
+    prompt per query (the official path) instead of on the batched engine (same tokens, faster).
     ``reference_options``: torch options of the reference (``{"device": "cuda", "dtype": "float16"}``;
     default float32 on CPU); ``gguf_options``: options of GGUF candidates (``{"kv_cache_type": "f32"}``)."""
     if not data:
@@ -69,6 +85,7 @@ def run_bench(
         tuple(check_constraint(c) for c in constraints),
         reference_options,
         gguf_options,
+        reference_per_query,
     )
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
@@ -120,18 +137,23 @@ def bench(
         ),
     ] = None,
     limit: Annotated[
-        int | None,
+        str,
         typer.Option(
             "--limit",
-            min=1,
-            help="Queries per data file, as a deterministic sample of whole texts.",
-            show_default=False,
+            help="Queries per data file, as a deterministic sample of whole texts, or 'all'.",
         ),
-    ] = None,
+    ] = "all",
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Skip the naive per-query baselines.")] = False,
     per_query: Annotated[
         bool,
         typer.Option("--per-query", help="Also run every candidate one prompt per query (its own unbatched path)."),
+    ] = False,
+    reference_per_query: Annotated[
+        bool,
+        typer.Option(
+            "--reference-per-query",
+            help="Run the reference one prompt per query (the official path; same tokens as batched, slower).",
+        ),
     ] = False,
     constrain: Annotated[
         list[str] | None,
@@ -169,7 +191,7 @@ def bench(
         candidate or [],
         data,
         out,
-        limit=limit,
+        limit=parse_limit(limit),
         baselines=not no_baselines,
         threads=threads,
         max_new_tokens=max_new_tokens,
@@ -181,6 +203,7 @@ def bench(
             **backend_options(KvCacheChoice.auto, allow_pickle),
         },
         gguf_options=backend_options(kv_cache, False),
+        reference_per_query=reference_per_query,
     )
     if not quiet:
         typer.echo(markdown(results))

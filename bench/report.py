@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 
 from uner.atomic import atomic_path
-from uner.bench.scoring import score_by_dataset
+from uner.bench.scoring import DatasetScore, score_by_dataset
+from uner.bench.statistics import ROUNDS
 from uner.bench.suite import VariantRun
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,27 @@ def _speed(run: VariantRun) -> dict:
     }
 
 
+def _average(score: DatasetScore, is_reference: bool) -> dict:
+    """The headline scores of a variant; the reference's own deltas are zero by definition."""
+    if is_reference:
+        return {
+            "f1": score.f1,
+            "f1_ci95": list(score.f1_ci95),
+            "delta_f1": 0.0,
+            "delta_f1_ci95": [0.0, 0.0],
+            "agreement": 100.0,
+            "changed_answers": {"queries": 0, "entities_gained": 0, "entities_lost": 0},
+        }
+    return {
+        "f1": score.f1,
+        "f1_ci95": list(score.f1_ci95),
+        "delta_f1": score.delta_f1,
+        "delta_f1_ci95": list(score.delta_f1_ci95),
+        "agreement": score.agreement,
+        "changed_answers": score.changed_answers.to_dict(),
+    }
+
+
 def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
     """One entry per variant: scores against the first run (the reference) and speed ratios
     against the naive baselines measured in the same run."""
@@ -44,9 +66,7 @@ def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
             "path": run.spec.path,
             "backend": run.backend,
             "kind": run.spec.kind,
-            "f1": scores["average"].f1,
-            "delta_f1": 0.0 if index == 0 else scores["average"].delta_f1,
-            "agreement": 100.0 if index == 0 else scores["average"].agreement,
+            **_average(scores["average"], is_reference=index == 0),
             "datasets": {name: score.to_dict() for name, score in scores.items() if name != "average"},
             **speed,
             "size_bytes": run.size_bytes,
@@ -98,6 +118,20 @@ def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
     return "–" if value is None else f"{value:{spec}}{suffix}"
 
 
+def _with_interval(value, interval, spec: str) -> str:
+    if value is None:
+        return "–"
+    if not interval:
+        return f"{value:{spec}}"
+    return f"{value:{spec}} [{interval[0]:{spec}}, {interval[1]:{spec}}]"
+
+
+def _changed(changed: dict | None) -> str:
+    if not changed:
+        return "–"
+    return f"{changed['queries']} (+{changed['entities_gained']}/−{changed['entities_lost']})"
+
+
 def markdown(results: dict) -> str:
     variants = results["variants"]
     datasets = list(variants[0]["datasets"])
@@ -107,15 +141,25 @@ def markdown(results: dict) -> str:
         f"{results['machine']['threads_used']} threads; read bandwidth "
         f"{results['machine']['read_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s.\n"
     ]
+    lines.append(
+        "F1 and ΔF1 (against the reference, on the same queries) with 95 % intervals: paired bootstrap over "
+        f"whole texts, {ROUNDS} resamples, each dataset resampled on its own. *changed*: queries whose answer "
+        "set differs from the reference's (mentions gained / lost).\n"
+    )
     for dataset in ["average", *datasets]:
         lines.append(f"\n## {dataset}\n")
-        lines.append("| variant | backend | size MB | F1 | ΔF1 | agreement % | q/s | × hf-naive | × llamacpp-naive |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append(
+            "| variant | backend | size MB | F1 [95 % CI] | ΔF1 [95 % CI] | agreement % | changed (+/−) | q/s "
+            "| × hf-naive | × llamacpp-naive |"
+        )
+        lines.append("|---|---|---|---|---|---|---|---|---|---|")
         for v in variants:
             score = v if dataset == "average" else v["datasets"][dataset]
             lines.append(
-                f"| {v['name']} | {v['backend']} | {v['size_bytes'] / 1e6:.1f} | {score['f1']:.2f} | "
-                f"{_fmt(score.get('delta_f1'), '+.2f')} | {_fmt(score.get('agreement'))} | "
+                f"| {v['name']} | {v['backend']} | {v['size_bytes'] / 1e6:.1f} | "
+                f"{_with_interval(score['f1'], score.get('f1_ci95'), '.2f')} | "
+                f"{_with_interval(score.get('delta_f1'), score.get('delta_f1_ci95'), '+.2f')} | "
+                f"{_fmt(score.get('agreement'))} | {_changed(score.get('changed_answers'))} | "
                 f"{_fmt(v['queries_per_s'], '.2f')} | "
                 f"{_fmt(v['x_hf_naive'], '.2f')} | {_fmt(v['x_llamacpp_naive'], '.2f')} |"
             )

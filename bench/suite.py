@@ -120,16 +120,18 @@ def plan_variants(
     constraints: tuple[str, ...] = (),
     reference_options: dict | None = None,
     gguf_options: dict | None = None,
+    reference_per_query: bool = False,
 ) -> list[VariantSpec]:
-    """The reference first (torch, one prompt per query: the official path), then each candidate
-    on the batched engine (plus its per-query path and constrained runs when asked), then the
-    naive baselines they call for. ``reference_options``: the reference's torch options
-    (``device``, ``dtype``, ``allow_pickle``); ``gguf_options``: those of GGUF candidates
-    (``kv_cache_type``)."""
+    """The reference first (torch, on the batched engine, whose tokens are those of one prompt
+    per query, or with ``reference_per_query`` on that official path itself), then each
+    candidate on the batched engine (plus its per-query path and constrained runs when asked),
+    then the naive baselines they call for. ``reference_options``: the reference's torch
+    options (``device``, ``dtype``, ``allow_pickle``); ``gguf_options``: those of GGUF
+    candidates (``kv_cache_type``)."""
     reference_path = resolve_model(resolve_reference(reference))
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
-    options = {"batched": False, **(reference_options or {})}
+    options = {"batched": not reference_per_query, **(reference_options or {})}
     specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path), options=options)]
     ggufs = []
     for candidate in candidates:

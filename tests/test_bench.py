@@ -70,6 +70,9 @@ def test_bench_writes_results_predictions_report_and_plots(
     assert results["data"] == {"music": 3, "tiny": 1} and results["versions"]["python"]
     for variant in results["variants"]:
         assert {"name", "path", "backend", "f1", "delta_f1", "agreement", "queries_per_s", "size_bytes"} <= set(variant)
+        low, high = variant["f1_ci95"]
+        assert low <= variant["f1"] <= high and len(variant["delta_f1_ci95"]) == 2
+        assert set(variant["changed_answers"]) == {"queries", "entities_gained", "entities_lost"}
         assert 0 <= variant["agreement"] <= 100 and variant["queries_per_s"] > 0
         lines = (
             (out / f"predictions-{variant['name'].replace(':', '_').replace(' ', '_')}.jsonl").read_text().splitlines()
@@ -115,3 +118,5 @@ def test_scores_agreement_and_ratios_are_measured_against_the_same_run():
     assert cand["agreement"] == 50.0 and cand["delta_f1"] == pytest.approx(50.0 - 200 / 3)
     assert cand["x_hf_naive"] == pytest.approx(4.0) and ref["x_hf_naive"] == pytest.approx(2.0)
     assert cand["decode_bound_tokens_per_s"] == pytest.approx(10.0)
+    assert cand["changed_answers"] == {"queries": 1, "entities_gained": 1, "entities_lost": 0}
+    assert ref["delta_f1_ci95"] == [0.0, 0.0] and cand["delta_f1_ci95"][0] <= cand["delta_f1"] <= 0.0
