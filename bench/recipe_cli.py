@@ -13,6 +13,7 @@ import typer
 
 from uner._cli_utils import QuietOpt, ThreadsOpt, setup_logging
 from uner.bench.recipe_run import run_recipe
+from uner.toolkit.gates import describe
 from uner.toolkit.recipes import available_recipes, load_recipe
 
 RECIPE_EXAMPLES = """
@@ -54,11 +55,7 @@ def recipe(
     )
     for variant, entry in run.index["variants"].items():
         bench = entry.get("bench") or {}
-        score = (
-            f"F1 {bench['f1']:.2f} ({bench['delta_f1']:+.2f}, max drop {entry['max_f1_drop']})"
-            if bench
-            else entry.get("reason", "")
-        )
+        score = describe(bench, entry["max_f1_drop"]) if bench else entry.get("reason", "")
         typer.echo(f"{variant}\t{entry['status']}\t{entry['path']}\t{score}")
     typer.echo(str(out / "manifest.json"))
 

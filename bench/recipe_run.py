@@ -23,11 +23,11 @@ from uner.tokenizer import eos_token_text
 from uner.toolkit.constants import TOOL_NAME, gguf_file_name
 from uner.toolkit.errors import RecipeError
 from uner.toolkit.files import write_json_atomic
+from uner.toolkit.gates import FAILED, INCONCLUSIVE, PASSED, UNCHECKED, limit_order, next_limit, verdict
+from uner.toolkit.gates import reason as gate_reason
 from uner.toolkit.recipes import Recipe, VariantPlan
 
 logger = logging.getLogger(__name__)
-
-PASSED, FAILED, UNCHECKED = "passed", "failed", "unchecked"
 
 
 @dataclass
@@ -183,6 +183,7 @@ def _bench_settings(recipe: Recipe) -> dict:
     return {
         "data": list(recipe.bench.data),
         "limit": recipe.bench.limit,
+        "max_limit": recipe.bench.max_limit,
         "max_new_tokens": recipe.bench.max_new_tokens,
         "reference": recipe.source,
         **_reference_options(recipe),
@@ -209,38 +210,48 @@ def _runnable_here(plan: VariantPlan) -> str | None:
 def gate_variants(
     recipe: Recipe, out: Path, index: dict, data_dir: Path | None, source: SourceFolder, *, threads: int | None
 ) -> None:
-    """Bench the variants not yet benched with these settings; set each one's status."""
+    """Bench the variants not yet benched with these settings and set each one's status by the
+    interval rule (:mod:`uner.toolkit.gates`), benching inconclusive ones again on twice the
+    queries up to ``bench.max_limit``."""
     if recipe.bench is None:
         return
     data = [Path(data_dir) / name for name in recipe.bench.data] if data_dir else []
     settings = _bench_settings(recipe)
-    todo: list[VariantPlan] = []
+    pending: dict[str, int | None] = {}  # variant -> queries per file of its next bench
     for plan in recipe.variants:
         entry = index["variants"][plan.name]
         entry["max_f1_drop"] = plan.max_f1_drop
         bench = entry.get("bench")
         if bench and bench.get("settings") == settings and bench.get("sha256") == _fingerprint(index, entry):
-            entry["status"] = _verdict(bench, plan.max_f1_drop)
+            _settle(entry, plan.max_f1_drop)
+            grown = next_limit(bench.get("limit", recipe.bench.limit), recipe.bench.max_limit)
+            if entry["status"] == INCONCLUSIVE and grown is not False:
+                pending[plan.name] = grown
         elif reason := _runnable_here(plan):
             entry.update(status=UNCHECKED, reason=reason)
         else:
-            todo.append(plan)
-    if todo:
-        results = _run_bench(recipe, out, todo, data, threads, source.path())
-        for plan, result in zip(todo, results):
+            pending[plan.name] = recipe.bench.limit
+    while pending:
+        limit = min(pending.values(), key=limit_order)
+        plans = [plan for plan in recipe.variants if plan.name in pending and pending[plan.name] == limit]
+        for plan, result in zip(plans, _run_bench(recipe, out, plans, data, threads, source.path(), limit)):
             entry = index["variants"][plan.name]
-            entry["bench"] = {**result, "settings": settings, "sha256": _fingerprint(index, entry)}
-            entry["status"] = _verdict(entry["bench"], plan.max_f1_drop)
-            entry.pop("reason", None)
+            previous = (entry.get("bench") or {}).get("queries")
+            entry["bench"] = {**result, "limit": limit, "settings": settings, "sha256": _fingerprint(index, entry)}
+            _settle(entry, plan.max_f1_drop)
+            del pending[plan.name]
+            grown = next_limit(limit, recipe.bench.max_limit)
+            # a bigger limit that took no more queries (the files hold no more) settles it
+            if entry["status"] == INCONCLUSIVE and grown is not False and result["queries"] != previous:
+                pending[plan.name] = grown
+        write_json_atomic(out / MANIFEST, index)
     for plan in recipe.variants:
         entry = index["variants"][plan.name]
-        if entry["status"] == FAILED:
+        if entry["status"] in (FAILED, INCONCLUSIVE):
             logger.warning(
-                "%s: F1 drop %.2f exceeds its gate of %s: kept in %s, not publishable (push --include-failed "
-                "overrides)",
+                "%s: %s: kept in %s, not publishable (push --include-failed overrides)",
                 plan.name,
-                -entry["bench"]["delta_f1"],
-                plan.max_f1_drop,
+                entry["reason"],
                 out / entry["path"],
             )
         elif entry["status"] == UNCHECKED:
@@ -248,16 +259,26 @@ def gate_variants(
     write_json_atomic(out / MANIFEST, index)
 
 
+def _settle(entry: dict, max_drop: float) -> None:
+    entry["status"] = verdict(entry["bench"], max_drop)
+    if entry["status"] == PASSED:
+        entry.pop("reason", None)
+    else:
+        entry["reason"] = gate_reason(entry["bench"], max_drop, entry["status"])
+
+
 def _fingerprint(index: dict, entry: dict) -> list[str]:
     return [index["files"][name]["sha256"] for name in entry["files"]]
 
 
-def _verdict(bench: dict, max_drop: float) -> str:
-    return PASSED if -bench["delta_f1"] <= max_drop + 1e-9 else FAILED
-
-
 def _run_bench(
-    recipe: Recipe, out: Path, plans: list[VariantPlan], data: list[Path], threads: int | None, reference: Path
+    recipe: Recipe,
+    out: Path,
+    plans: list[VariantPlan],
+    data: list[Path],
+    threads: int | None,
+    reference: Path,
+    limit: int | None,
 ) -> list[dict]:
     from uner.bench.cli import run_bench
 
@@ -267,7 +288,7 @@ def _run_bench(
         candidates,
         data,
         out / "bench",
-        limit=recipe.bench.limit,
+        limit=limit,
         baselines=False,
         threads=threads,
         max_new_tokens=recipe.bench.max_new_tokens,
@@ -281,8 +302,11 @@ def _run_bench(
         picked.append(
             {
                 "f1": entry["f1"],
+                "f1_ci95": entry.get("f1_ci95"),
                 "delta_f1": entry["delta_f1"],
+                "delta_f1_ci95": entry.get("delta_f1_ci95"),
                 "agreement": entry["agreement"],
+                "changed_answers": entry.get("changed_answers"),
                 "reference_f1": reference_f1,
                 "queries": results["queries"],
                 "queries_per_s": entry["queries_per_s"],

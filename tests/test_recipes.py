@@ -10,6 +10,7 @@ from uner.bench.recipe_run import run_recipe
 from uner.manifest import sha256_file
 from uner.toolkit.cli import main as uner_export
 from uner.toolkit.errors import RecipeError
+from uner.toolkit.gates import verdict
 from uner.toolkit.publish import plan_push
 from uner.toolkit.recipes import available_recipes, load_recipe
 
@@ -42,6 +43,7 @@ def test_every_shipped_recipe_is_valid_and_gates_every_variant():
         (('precisions = ["fp32"]', 'precisions = ["fp16:cpu"]'), "expected a device among cuda, tensorrt for fp16"),
         (("q8_0 = 0.5", "q8_0 = -1"), "non-negative number"),
         (("limit = 4", "limit = 0"), "bench.limit"),
+        (("limit = 4", "limit = 4\nmax_limit = 3"), "bench.max_limit to be 'all' or an integer of at least"),
         (('license = "cc-by-nc-4.0"', 'licence = "cc-by-nc-4.0"'), "got licence"),
         (("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "tpu"'), "bench.reference_device"),
     ],
@@ -150,12 +152,74 @@ def test_a_variant_over_its_gate_is_kept_but_not_published(tiny_spm_hf, export_c
     )
     code, out, _ = run(uner_export, ["recipe", recipe, "--out", export_copy, "--data-dir", DATA, "-q"], capsys)
     assert code == 0
-    assert "q8_0\tfailed\tgguf/tiny.Q8_0.gguf\tF1 28.80 (-1.20, max drop 0.5)" in out
+    assert "q8_0\tfailed\tgguf/tiny.Q8_0.gguf\tF1 28.80 (ΔF1 -1.20 [-1.20, -1.20], max drop 0.5, 10 queries)" in out
     assert (export_copy / "gguf" / "tiny.Q8_0.gguf").is_file()
     plan = plan_push(export_copy, "me/tiny-uner")
-    assert plan.variants == ["f16", "onnx-fp32"] and plan.left_out == {"q8_0": "F1 drop 1.20 > 0.5 allowed"}
+    assert plan.variants == ["f16", "onnx-fp32"]
+    assert plan.left_out == {"q8_0": "ΔF1 [-1.20, -1.20] lies below −0.5 (failed on 10 queries)"}
     assert "gguf/tiny.Q8_0.gguf" not in {f.path_in_repo for f in plan.files}
     assert plan_push(export_copy, "me/tiny-uner", include_failed=True).variants == ["f16", "q8_0", "onnx-fp32"]
+
+
+@pytest.mark.parametrize(
+    ("interval", "status"),
+    [((-0.5, 0.3), "passed"), ((-0.6, 0.3), "inconclusive"), ((-3.0, -0.6), "failed"), ((-0.5, -0.5), "passed")],
+)
+def test_the_gate_decides_on_the_whole_interval_not_the_point(interval, status):
+    assert verdict({"delta_f1": -0.4, "delta_f1_ci95": list(interval)}, max_drop=0.5) == status
+
+
+def _interval_bench(intervals, asked):
+    """A stand-in for the bench: ``intervals(name, limit)`` gives each variant's ΔF1 interval."""
+
+    def fake(recipe, out, plans, data, threads, reference, limit):
+        asked.append((limit, [p.name for p in plans]))
+        return [
+            {
+                "f1": 30.0,
+                "f1_ci95": [25.0, 35.0],
+                "delta_f1": sum(intervals(p.name, limit)) / 2,
+                "delta_f1_ci95": list(intervals(p.name, limit)),
+                "agreement": 95.0,
+                "reference_f1": 30.0,
+                "queries": 3 * limit,
+                "queries_per_s": 1.0,
+            }
+            for p in plans
+        ]
+
+    return fake
+
+
+def test_an_inconclusive_variant_is_benched_again_on_twice_the_queries(tiny_spm_hf, export_copy, monkeypatch, capsys):
+    import uner.bench.recipe_run as recipe_run
+
+    asked = []
+    # q8_0's interval straddles its gate (-0.5) on 2 queries per file, lies within it on 4
+    narrowing = lambda name, limit: (-1.0, 0.2) if name == "q8_0" and limit < 4 else (-0.05, 0.1)  # noqa: E731
+    monkeypatch.setattr(recipe_run, "_run_bench", _interval_bench(narrowing, asked))
+    recipe = write_recipe(export_copy.parent, tiny_spm_hf, TINY_RECIPE.replace("limit = 4", "limit = 2"))
+    run = run_recipe(load_recipe(recipe), export_copy, data_dir=DATA, progress=False)
+    assert asked == [(2, ["f16", "q8_0", "onnx-fp32"]), (4, ["q8_0"])]
+    assert all(run.status(name) == "passed" for name in ("f16", "q8_0", "onnx-fp32"))
+    assert run.index["variants"]["q8_0"]["bench"]["limit"] == 4
+
+
+def test_a_variant_still_inconclusive_at_the_cap_is_not_published(tiny_spm_hf, export_copy, monkeypatch):
+    import uner.bench.recipe_run as recipe_run
+
+    asked = []
+    straddling = lambda name, limit: (-1.0, 0.2) if name == "q8_0" else (0.0, 0.0)  # noqa: E731
+    monkeypatch.setattr(recipe_run, "_run_bench", _interval_bench(straddling, asked))
+    text = TINY_RECIPE.replace("limit = 4", "limit = 2\nmax_limit = 5")
+    run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf, text)), export_copy, data_dir=DATA)
+    assert [limit for limit, _ in asked] == [2, 4, 5] and run.status("q8_0") == "inconclusive"
+    plan = plan_push(export_copy, "me/tiny-uner")
+    assert plan.variants == ["f16", "onnx-fp32"]
+    assert plan.left_out == {"q8_0": "ΔF1 [-1.00, +0.20] straddles −0.5 after 15 queries (inconclusive at the cap)"}
+    monkeypatch.setattr(recipe_run, "_run_bench", lambda *a, **k: pytest.fail("benched again"))
+    again = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf, text)), export_copy, data_dir=DATA)
+    assert again.status("q8_0") == "inconclusive"  # settled at the cap: a rerun does not bench it again
 
 
 def test_verify_names_the_file_that_differs(export_copy, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from uner.base import DEFAULT_MAX_NEW_TOKENS
+from uner.toolkit.gates import RULE
 
 _TAGS = ["ner", "token-classification", "universal-ner", "uner-toolkit"]
 _EXAMPLE_TEXT = "Barack Obama visited Paris with Angela Merkel."
@@ -35,10 +36,14 @@ def _front_matter(index: dict, formats: set[str]) -> str:
     return f"---\n{data.to_yaml()}\n---\n"
 
 
+def _interval(values, spec: str) -> str:
+    return f" [{values[0]:{spec}}, {values[1]:{spec}}]" if values else ""
+
+
 def _variant_rows(index: dict) -> list[str]:
     rows = [
-        "| variant | format | path | size | sha256 | F1 | ΔF1 | max drop | check |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | format | path | size | sha256 | F1 | ΔF1 | queries | max drop | check |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in index["variants"].items():
         size = sum(index["files"][f]["size"] for f in entry["files"])
@@ -49,11 +54,13 @@ def _variant_rows(index: dict) -> list[str]:
         )
         digest = index["files"][main]["sha256"]
         bench = entry.get("bench") or {}
-        f1 = f"{bench['f1']:.2f}" if "f1" in bench else "–"
-        delta = f"{bench['delta_f1']:+.2f}" if "delta_f1" in bench else "–"
+        f1 = delta = "–"
+        if bench:
+            f1 = f"{bench['f1']:.2f}{_interval(bench.get('f1_ci95'), '.1f')}"
+            delta = f"{bench['delta_f1']:+.2f}{_interval(bench.get('delta_f1_ci95'), '+.2f')}"
         rows.append(
             f"| `{name}` | {entry['format']} | `{entry['path']}` | {_size(size)} | `{digest[:16]}…` | {f1} | {delta} "
-            f"| {entry.get('max_f1_drop', '–')} | {entry.get('status', 'unchecked')} |"
+            f"| {bench.get('queries', '–')} | {entry.get('max_f1_drop', '–')} | {entry.get('status', 'unchecked')} |"
         )
     return rows
 
@@ -65,9 +72,9 @@ def _bench_line(index: dict) -> str:
     first = benches[0]
     data = ", ".join(p.rsplit("/", 1)[-1] for p in first["settings"]["data"])
     return (
-        f"F1: official UniNER metric (micro F1 over queries) on {first['queries']} queries of {data}; "
-        f"ΔF1 against the torch reference ({first['reference_f1']:.2f} F1, same queries). A variant is published "
-        f"when its F1 drop is at most `max drop`. Full sha256 of every file: `manifest.json`."
+        f"F1: official UniNER metric (micro F1 over queries) on whole texts sampled from {data}; "
+        f"ΔF1 against the torch reference ({first['reference_f1']:.2f} F1, same queries); in brackets, 95 % "
+        f"intervals. {RULE} Full sha256 of every file: `manifest.json`."
     )
 
 

@@ -104,7 +104,7 @@ def _choose(index: dict, include_failed: bool, only: list[str] | None) -> tuple[
             continue
         if status == "passed" or include_failed:
             chosen.append(name)
-        elif status == "failed":
+        elif status == "failed" and not entry.get("reason"):  # an index written before interval gates
             drop = -entry["bench"]["delta_f1"]
             left_out[name] = f"F1 drop {drop:.2f} > {entry['max_f1_drop']} allowed"
         else:

@@ -46,7 +46,7 @@ _TOP_KEYS = {
 _TABLE_KEYS = {
     "gguf": {"outtype", "types"},
     "onnx": {"precisions"},
-    "bench": {"data", "limit", "max_new_tokens", "reference_device", "reference_dtype"},
+    "bench": {"data", "limit", "max_limit", "max_new_tokens", "reference_device", "reference_dtype"},
 }
 
 
@@ -70,10 +70,13 @@ class VariantPlan:
 @dataclass(frozen=True)
 class BenchPlan:
     """The parity check: UniNER eval files (relative to the data folder), sampled to ``limit``
-    queries each, against the source run on torch with these device and dtype."""
+    queries each, against the source run on torch with these device and dtype. A variant the
+    gate finds inconclusive is benched again on twice the queries, up to ``max_limit`` (None:
+    every query of the files)."""
 
     data: tuple[str, ...]
     limit: int | None = None
+    max_limit: int | None = None
     max_new_tokens: int = 256
     reference_device: str = "cpu"  # or "cuda", "auto"
     reference_dtype: str = "float32"  # or "float16", "bfloat16", "auto"
@@ -244,6 +247,7 @@ def _bench(table) -> BenchPlan | None:
     limit = table.get("limit")
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise RecipeError(f"expected bench.limit to be a positive integer, got {limit!r}")
+    max_limit = _max_limit(table, limit)
     max_new = table.get("max_new_tokens", 256)
     if not isinstance(max_new, int) or max_new < 1:
         raise RecipeError(f"expected bench.max_new_tokens to be a positive integer, got {max_new!r}")
@@ -253,7 +257,17 @@ def _bench(table) -> BenchPlan | None:
     dtype = table.get("reference_dtype", "float32")
     if dtype not in ("float32", "float16", "bfloat16", "auto"):
         raise RecipeError(f"expected bench.reference_dtype among float32, float16, bfloat16, auto, got {dtype!r}")
-    return BenchPlan(data, limit, max_new, device, dtype)
+    return BenchPlan(data, limit, max_limit, max_new, device, dtype)
+
+
+def _max_limit(table: dict, limit: int | None) -> int | None:
+    """bench.max_limit: an integer at least ``limit``, or "all"; by default 4 x ``limit``."""
+    value = table.get("max_limit", "all" if limit is None else 4 * limit)
+    if value == "all":
+        return None
+    if limit is None or not isinstance(value, int) or isinstance(value, bool) or value < limit:
+        raise RecipeError(f"expected bench.max_limit to be 'all' or an integer of at least bench.limit, got {value!r}")
+    return value
 
 
 def _text(data: dict, key: str) -> str:
