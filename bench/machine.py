@@ -75,3 +75,16 @@ def artifact_bytes(path: str | Path) -> int:
         p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf") or p.name.startswith("model.onnx")
     ]
     return sum(p.stat().st_size for p in weights)
+
+
+def stored_weight_bytes(path: str | Path) -> int:
+    """Bytes of the weights an artifact stores: a GGUF's tensor data (not its vocabulary and
+    metadata, as llama.cpp counts model size), else :func:`artifact_bytes`."""
+    path = Path(path)
+    if path.is_file() and path.suffix == ".gguf":
+        try:
+            from gguf import GGUFReader
+        except ImportError:  # an edge install without the exporters: the file is close enough
+            return path.stat().st_size
+        return sum(int(tensor.n_bytes) for tensor in GGUFReader(path).tensors)
+    return artifact_bytes(path)

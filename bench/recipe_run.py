@@ -307,6 +307,7 @@ def _run_bench(
                 "delta_f1_ci95": entry.get("delta_f1_ci95"),
                 "agreement": entry["agreement"],
                 "changed_answers": entry.get("changed_answers"),
+                "bits_per_weight": entry.get("bits_per_weight"),
                 "reference_f1": reference_f1,
                 "queries": results["queries"],
                 "queries_per_s": entry["queries_per_s"],

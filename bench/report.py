@@ -51,10 +51,20 @@ def _average(score: DatasetScore, is_reference: bool) -> dict:
     }
 
 
+def _bits_per_weight(run: VariantRun, parameters: int | None, is_reference: bool) -> float | None:
+    """Stored weight bits per parameter of the reference model (the torch reference: what it
+    computes with). Embeddings a format stores twice count twice: that is what it costs."""
+    if not parameters:
+        return None
+    stored = run.weights_bytes if is_reference or run.stored_weight_bytes is None else run.stored_weight_bytes
+    return 8 * stored / parameters
+
+
 def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
     """One entry per variant: scores against the first run (the reference) and speed ratios
     against the naive baselines measured in the same run."""
     reference = runs[0].predictions
+    parameters = runs[0].parameters
     by_name = {run.spec.name: _speed(run) for run in runs}
     variants = []
     for index, run in enumerate(runs):
@@ -70,6 +80,7 @@ def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
             "datasets": {name: score.to_dict() for name, score in scores.items() if name != "average"},
             **speed,
             "size_bytes": run.size_bytes,
+            "bits_per_weight": _bits_per_weight(run, parameters, is_reference=index == 0),
             "weights_bytes_per_token": run.weights_bytes,
             "decode_bound_tokens_per_s": bound,
             "share_of_bound": speed["generated_tokens_per_s"] / bound
@@ -149,14 +160,15 @@ def markdown(results: dict) -> str:
     for dataset in ["average", *datasets]:
         lines.append(f"\n## {dataset}\n")
         lines.append(
-            "| variant | backend | size MB | F1 [95 % CI] | ΔF1 [95 % CI] | agreement % | changed (+/−) | q/s "
-            "| × hf-naive | × llamacpp-naive |"
+            "| variant | backend | size MB | bits/weight | F1 [95 % CI] | ΔF1 [95 % CI] | agreement % | changed (+/−) "
+            "| q/s | × hf-naive | × llamacpp-naive |"
         )
-        lines.append("|---|---|---|---|---|---|---|---|---|---|")
+        lines.append("|---|---|---|---|---|---|---|---|---|---|---|")
         for v in variants:
             score = v if dataset == "average" else v["datasets"][dataset]
             lines.append(
                 f"| {v['name']} | {v['backend']} | {v['size_bytes'] / 1e6:.1f} | "
+                f"{_fmt(v.get('bits_per_weight'), '.2f')} | "
                 f"{_with_interval(score['f1'], score.get('f1_ci95'), '.2f')} | "
                 f"{_with_interval(score.get('delta_f1'), score.get('delta_f1_ci95'), '+.2f')} | "
                 f"{_fmt(score.get('agreement'))} | {_changed(score.get('changed_answers'))} | "

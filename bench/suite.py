@@ -14,7 +14,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from uner.bench.machine import artifact_bytes
+from uner.bench.machine import artifact_bytes, stored_weight_bytes
 from uner.bench.reference_models import resolve_reference
 from uner.bench.runner import Prediction, predict, sample_queries
 from uner.errors import InputError, UnerError
@@ -41,6 +41,8 @@ class VariantRun:
     peak_rss_bytes: int
     size_bytes: int
     weights_bytes: int
+    stored_weight_bytes: int | None = None
+    parameters: int | None = None  # counted on torch runs (the reference): the bits-per-weight denominator
 
 
 def load_datasets(paths: list[Path], limit: int | None, seed: int = 0) -> dict[str, list[Query]]:
@@ -66,6 +68,13 @@ def _build(spec: VariantSpec, threads: int | None, max_new_tokens: int):
     return load(spec.path, max_new_tokens=max_new_tokens, n_threads=threads, **spec.options)
 
 
+def _parameters(extractor) -> int | None:
+    model = getattr(extractor, "model", None)
+    if model is not None and hasattr(model, "parameters"):
+        return sum(p.numel() for p in model.parameters())
+    return None
+
+
 def _weights_bytes(extractor, path: str) -> int:
     """Bytes of weights a decode step reads: torch computes in fp32 whatever the file holds."""
     model = getattr(extractor, "model", None)
@@ -88,10 +97,11 @@ def _run_variant(
         for dataset, queries in datasets.items():
             predictions += predict(extractor, queries, dataset, on_query=bar.update)
     backend = getattr(extractor, "name", spec.kind)
-    weights = _weights_bytes(extractor, spec.path)
+    weights, parameters = _weights_bytes(extractor, spec.path), _parameters(extractor)
     extractor.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return VariantRun(spec, backend, predictions, load_seconds, peak, artifact_bytes(spec.path), weights)
+    size, stored = artifact_bytes(spec.path), stored_weight_bytes(spec.path)
+    return VariantRun(spec, backend, predictions, load_seconds, peak, size, weights, stored, parameters)
 
 
 def run_variant_isolated(

@@ -80,6 +80,9 @@ def test_bench_writes_results_predictions_report_and_plots(
         assert len(lines) == 4 and {"id", "text", "label", "raw", "answers"} <= set(json.loads(lines[0]))
     assert results["variants"][0]["agreement"] == 100.0 and results["variants"][0]["delta_f1"] == 0.0
     assert by_name["hf-naive"]["x_hf_naive"] == pytest.approx(1.0)
+    # stored bits per parameter of the reference: F32 files hold 32, whatever their vocabulary takes
+    assert results["variants"][0]["bits_per_weight"] == 32.0
+    assert by_name["tiny-spm-llama.F32.gguf"]["bits_per_weight"] == pytest.approx(32.0, rel=1e-3)
     report = (out / "report.md").read_text()
     assert "## music" in report and "## tiny" in report and "## speed" in report
     assert (out / "f1_vs_size.png").stat().st_size > 0 and (out / "queries_per_s.png").stat().st_size > 0

@@ -79,6 +79,7 @@ def test_the_model_card_follows_hub_conventions(tiny_export):
         row = next(line for line in plan.card.splitlines() if line.startswith(f"| `{name}`"))
         main = entry["path"] if entry["path"] in index["files"] else "onnx-fp32/model.onnx.data"
         assert index["files"][main]["sha256"][:16] in row and "| 0.00 [0.0, 0.0] | +0.00 [+0.00, +0.00] | 13 |" in row
+        assert f"| {entry['bench']['bits_per_weight']:.2f} |" in row
     assert "inconclusive" in plan.card and "95 % interval" in plan.card  # the gate's rule is stated
     assert "What describes {label} in the text? ASSISTANT:" in plan.card
     assert "uner pull me/tiny-uner --variant q8_0" in plan.card  # the smallest variant

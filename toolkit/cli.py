@@ -15,6 +15,8 @@ from uner.manifest import read_manifest, verify_folder
 from uner.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
 from uner.toolkit.constants import QUANT_TYPES, OutType
 from uner.toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
+from uner.toolkit.files import check_writable
+from uner.toolkit.imatrix import MODES, collect, write_imatrix
 from uner.toolkit.pipeline import export_gguf_ladder
 from uner.toolkit.publish import describe, plan_push
 from uner.toolkit.publish import push as publish
@@ -40,6 +42,7 @@ Precision / device: {targets}.
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 Device = Enum("Device", {name: name for name in reversed(PROVIDERS)}, type=str)
 DEFAULT_PRECISION = Precision("int4")
+CalibrationMode = Enum("CalibrationMode", {name: name for name in MODES}, type=str)
 
 
 AllowPickleOpt = Annotated[
@@ -82,6 +85,14 @@ def gguf(
             show_default=False,
         ),
     ] = None,
+    imatrix: Annotated[
+        Path | None,
+        typer.Option(
+            "--imatrix",
+            help="Importance matrix (uner-export imatrix, or llama.cpp's GGUF imatrix) the quantizer weighs by.",
+            show_default=False,
+        ),
+    ] = None,
     adapter: AdapterOpt = None,
     allow_pickle: AllowPickleOpt = False,
     force: ForceOpt = False,
@@ -101,6 +112,7 @@ def gguf(
         force=force,
         n_threads=threads,
         embedding_type=embedding_type,
+        imatrix=imatrix,
         progress=not quiet,
     )
     for path in [*result.files, result.manifest]:
@@ -202,6 +214,52 @@ def push(
 
         disable_progress_bars()
     typer.echo(publish(plan, private=private, force=force))
+
+
+IMATRIX_EXAMPLES = """
+Examples:
+  uner-export imatrix ./UniNER-7B-type --data ../shared/data/conll2003/train.txt \\
+      --data ../shared/data/crossner_ai/train.txt --out imatrix.gguf
+  uner-export gguf ./UniNER-7B-type --out ./out --quant q4_k_m,iq4_xs --imatrix imatrix.gguf
+
+Calibrate on training splits only: the bench's evaluation files must stay unseen.
+"""
+
+
+@app.command(epilog=IMATRIX_EXAMPLES)
+def imatrix(
+    source: Annotated[Path, typer.Argument(help="Hugging Face LLaMA model folder.", show_default=False)],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            "-d",
+            help="Training file (CoNLL/BIO, or UniNER JSON) to calibrate on (repeatable).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The imatrix file to write (GGUF).", show_default=False)],
+    tokens: Annotated[
+        int, typer.Option("--tokens", min=1, help="Calibration tokens to run through the model.")
+    ] = 50_000,
+    mode: Annotated[
+        CalibrationMode,
+        typer.Option("--mode", help="conversations: UniNER prompts and gold answers; plain: the passages alone."),
+    ] = CalibrationMode.conversations,
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="Torch dtype of the model while measuring (float32, bfloat16, ...).")
+    ] = "float32",
+    force: ForceOpt = False,
+    threads: ThreadsOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Measure llama.cpp's importance matrix on UniNER conversations, for `gguf --imatrix`."""
+    setup_logging(quiet)
+    check_writable([out], force)
+    matrix = collect(source, data, tokens=tokens, mode=mode.value, dtype=dtype, n_threads=threads, progress=not quiet)
+    write_imatrix(out, matrix)
+    logger.info("%d tensors, %d sequences, %d tokens", len(matrix.sums), matrix.chunks, matrix.tokens)
+    typer.echo(str(out))
 
 
 @app.command()

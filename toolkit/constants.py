@@ -48,6 +48,10 @@ QUANT_TYPES = {
     "q4_0": "LLAMA_FTYPE_MOSTLY_Q4_0",
     "q3_k_m": "LLAMA_FTYPE_MOSTLY_Q3_K_M",
     "q2_k": "LLAMA_FTYPE_MOSTLY_Q2_K",
+    # i-quants: non-linear grids that llama.cpp fits best with an importance matrix (--imatrix)
+    "iq4_xs": "LLAMA_FTYPE_MOSTLY_IQ4_XS",
+    "iq4_nl": "LLAMA_FTYPE_MOSTLY_IQ4_NL",
+    "iq3_m": "LLAMA_FTYPE_MOSTLY_IQ3_M",
 }
 
 

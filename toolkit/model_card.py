@@ -40,10 +40,14 @@ def _interval(values, spec: str) -> str:
     return f" [{values[0]:{spec}}, {values[1]:{spec}}]" if values else ""
 
 
+def _bits(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
 def _variant_rows(index: dict) -> list[str]:
     rows = [
-        "| variant | format | path | size | sha256 | F1 | ΔF1 | queries | max drop | check |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| variant | format | path | size | bits/weight | sha256 | F1 | ΔF1 | queries | max drop | check |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, entry in index["variants"].items():
         size = sum(index["files"][f]["size"] for f in entry["files"])
@@ -59,7 +63,8 @@ def _variant_rows(index: dict) -> list[str]:
             f1 = f"{bench['f1']:.2f}{_interval(bench.get('f1_ci95'), '.1f')}"
             delta = f"{bench['delta_f1']:+.2f}{_interval(bench.get('delta_f1_ci95'), '+.2f')}"
         rows.append(
-            f"| `{name}` | {entry['format']} | `{entry['path']}` | {_size(size)} | `{digest[:16]}…` | {f1} | {delta} "
+            f"| `{name}` | {entry['format']} | `{entry['path']}` | {_size(size)} "
+            f"| {_bits(bench.get('bits_per_weight'))} | `{digest[:16]}…` | {f1} | {delta} "
             f"| {bench.get('queries', '–')} | {entry.get('max_f1_drop', '–')} | {entry.get('status', 'unchecked')} |"
         )
     return rows

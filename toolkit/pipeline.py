@@ -10,6 +10,7 @@ from pathlib import Path
 from uner import __version__
 from uner.checks import check_threads
 from uner.errors import InputError
+from uner.manifest import sha256_file
 from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import HFCheckpoint
@@ -22,6 +23,7 @@ from uner.toolkit.files import (
     remove_stale_partials,
     update_manifest,
 )
+from uner.toolkit.imatrix import read_imatrix
 from uner.toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,12 @@ def _check_inputs_kept(outputs: list[Path], folders: list[Path], previous: dict 
             )
 
 
+def _imatrix_record(path: Path) -> dict:
+    """What the manifest says of the importance matrix: its file, digest and calibration data."""
+    matrix = read_imatrix(path)
+    return {"file": path.name, "sha256": sha256_file(path), "datasets": matrix.datasets, "chunks": matrix.chunks}
+
+
 def export_gguf_ladder(
     source: str | Path,
     out_dir: str | Path,
@@ -65,6 +73,7 @@ def export_gguf_ladder(
     force: bool = False,
     n_threads: int | None = None,
     embedding_type: str | None = None,
+    imatrix: str | Path | None = None,
     progress: bool = True,
 ) -> GGUFExport:
     """Convert ``source`` to GGUF ``outtype``, quantize it to each of ``quants``, write manifest.json.
@@ -72,7 +81,8 @@ def export_gguf_ladder(
     Every input is checked before anything is written: the checkpoint, the quant names and
     whether outputs exist (refused unless ``force``). ``adapter``: a PEFT LoRA folder merged
     into ``source`` first. ``embedding_type`` (f32, f16, q8_0, q6_k) keeps the token-embedding
-    and output tensors of the quantized files at that type.
+    and output tensors of the quantized files at that type. ``imatrix``: an importance matrix
+    file (``uner-export imatrix``, or llama.cpp's GGUF format) the quantizer weighs errors by.
 
     >>> export_gguf_ladder("UniNER-7B-type", "out", "f16", "q8_0,q4_k_m").files  # doctest: +SKIP
     [PosixPath('out/UniNER-7B-type.F16.gguf'), PosixPath('out/UniNER-7B-type.Q8_0.gguf'), ...]
@@ -83,6 +93,7 @@ def export_gguf_ladder(
     check_embedding_type(embedding_type)
     if n_threads is not None:
         check_threads(n_threads)
+    importance = read_imatrix(Path(imatrix)).means() if imatrix else None  # a bad file: refused before any work
     checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
     model_name = check_model_name(name or checkpoint.name)
     out = Path(out_dir)
@@ -93,7 +104,13 @@ def export_gguf_ladder(
     with merged_source(source, adapter, out, owner=model_name) as merged:
         base = export_gguf(merged, out, outtype, name=model_name, allow_pickle=allow_pickle, progress=progress)
     quantized = quantize_ladder(
-        base, model_name, quant_list, n_threads=n_threads, embedding_type=embedding_type, progress=progress
+        base,
+        model_name,
+        quant_list,
+        n_threads=n_threads,
+        embedding_type=embedding_type,
+        importance=importance,
+        progress=progress,
     )
     result = GGUFExport(base=base, quantized=quantized)
     result.manifest = update_manifest(
@@ -106,6 +123,7 @@ def export_gguf_ladder(
             "source": str(source),
             "adapter": str(adapter) if adapter else None,
             "embedding_type": embedding_type,
+            "imatrix": _imatrix_record(Path(imatrix)) if imatrix else None,
             "format": "gguf",
             "prompt_template": TEMPLATE,
         },

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from pathlib import Path
+
+import numpy as np
 
 from uner.checks import check_threads
 from uner.errors import BackendUnavailable, InputError
@@ -38,10 +41,18 @@ def check_embedding_type(name: str | None) -> str | None:
 
 
 def quantize_gguf(
-    source: Path, out: Path, quant: str, n_threads: int | None = None, embedding_type: str | None = None
+    source: Path,
+    out: Path,
+    quant: str,
+    n_threads: int | None = None,
+    embedding_type: str | None = None,
+    importance: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Quantize ``source`` to ``out`` with llama.cpp; ``out`` appears only when complete.
-    ``embedding_type`` overrides the type of the token-embedding and output tensors."""
+    ``embedding_type`` overrides the type of the token-embedding and output tensors;
+    ``importance`` (GGUF tensor name -> mean squared input per column, as
+    :meth:`uner.toolkit.imatrix.ImportanceMatrix.means` gives) weighs the rounding errors, as
+    ``llama-quantize --imatrix`` does."""
     n_threads = check_threads(n_threads)  # llama.cpp starts that many threads, unchecked
     try:
         import llama_cpp
@@ -53,11 +64,29 @@ def quantize_gguf(
     params.nthread = n_threads
     if check_embedding_type(embedding_type):
         params.token_embedding_type = params.output_tensor_type = getattr(llama_cpp, EMBEDDING_TYPES[embedding_type])
+    keep_alive = _set_importance(llama_cpp, params, importance) if importance else None
     with atomic_path(out) as tmp:
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(tmp).encode(), params)
         if status != 0:
             raise QuantizeError(f"expected llama.cpp to quantize {source.name} to {quant}, got status {status}")
+    del keep_alive  # the buffers llama.cpp read through params.imatrix, alive until it returned
     return out
+
+
+def _set_importance(llama_cpp, params, importance: dict[str, np.ndarray]) -> list:
+    """Point ``params.imatrix`` at a null-terminated array of ``llama_model_imatrix_data``;
+    returns what must stay alive while llama.cpp reads it."""
+    entries = (llama_cpp.llama_model_imatrix_data * (len(importance) + 1))()  # zeroed: the last ends it
+    keep: list = [entries]
+    for entry, (name, values) in zip(entries, importance.items()):
+        data = np.ascontiguousarray(values, dtype=np.float32)
+        encoded = name.encode()
+        keep += [data, encoded]
+        entry.name = encoded
+        entry.data = data.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        entry.size = data.size
+    params.imatrix = ctypes.cast(entries, ctypes.POINTER(llama_cpp.llama_model_imatrix_data))
+    return keep
 
 
 def quantize_ladder(
@@ -67,6 +96,7 @@ def quantize_ladder(
     *,
     n_threads: int | None = None,
     embedding_type: str | None = None,
+    importance: dict[str, np.ndarray] | None = None,
     progress: bool = True,
 ) -> list[Path]:
     """Quantize ``source`` to every type in ``quants``; files are ``<name>.<TYPE>.gguf``."""
@@ -80,7 +110,9 @@ def quantize_ladder(
         if bar:
             bar.set_postfix_str(quant)
         outputs.append(
-            quantize_gguf(source, quantized_path(source, model_name, quant), quant, n_threads, embedding_type)
+            quantize_gguf(
+                source, quantized_path(source, model_name, quant), quant, n_threads, embedding_type, importance
+            )
         )
         if bar:
             bar.update(1)

@@ -1,0 +1,216 @@
+"""Importance matrices for llama.cpp quantization, computed from UniNER conversations.
+
+llama.cpp weighs each weight's rounding error by how large its input column runs: for every
+linear weight it wants the mean of the squared input activations per input column
+(``in_sum2 / counts``). ``llama-imatrix`` measures that on generic text; here it is measured
+with the torch model on what the model will see: UniNER conversations (passage, then every
+entity type of its dataset asked in turn, each answered with its gold mentions, absent types
+with ``[]``) built from **training** files. ``plain`` calibration (the same passages as plain
+text) is there to measure whether the prompts matter.
+
+The file is llama.cpp's GGUF imatrix format (``general.type = "imatrix"``, per tensor
+``<name>.in_sum2`` of shape [n_per_row, 1] and ``<name>.counts`` of shape [1, 1], and the keys
+``imatrix.datasets``, ``imatrix.chunk_count``, ``imatrix.chunk_size``), so ``llama-quantize
+--imatrix`` reads it too.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from uner.errors import InputError
+from uner.eval_data import Query, read_queries
+from uner.prompt import encode_conversation
+from uner.toolkit.checkpoint import params_from_config, read_json_object
+from uner.toolkit.files import atomic_path
+from uner.toolkit.tensor_map import LlamaTensorMap
+
+MODES = ("conversations", "plain")
+SUMS, COUNTS = ".in_sum2", ".counts"
+
+
+@dataclass
+class ImportanceMatrix:
+    """Per GGUF weight name: the sum over calibration tokens of each input column's square, and
+    how many tokens were summed."""
+
+    sums: dict[str, np.ndarray] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    datasets: list[str] = field(default_factory=list)
+    chunks: int = 0
+    tokens: int = 0
+
+    def means(self) -> dict[str, np.ndarray]:
+        """``in_sum2 / counts`` per tensor, float32: what ``llama_model_quantize`` takes."""
+        return {name: (self.sums[name] / max(1, self.counts[name])).astype(np.float32) for name in self.sums}
+
+
+def _texts(files: Sequence[Path]) -> list[list[list[Query]]]:
+    """Per file, its texts as lists of queries (every type asked of the text)."""
+    per_file = []
+    for path in files:
+        by_text: dict[str, list[Query]] = {}
+        for query in read_queries(path):
+            by_text.setdefault(query.text, []).append(query)
+        per_file.append(list(by_text.values()))
+    return per_file
+
+
+def calibration_sequences(
+    files: Sequence[Path],
+    encode,
+    eos_id: int,
+    bos_id: int | None,
+    tokens: int,
+    mode: str = "conversations",
+    seed: int = 0,
+) -> Iterator[list[int]]:
+    """Token sequences, taken in turn from each file's shuffled texts, until ``tokens`` are given."""
+    if mode not in MODES:
+        raise InputError(f"expected a calibration mode among {', '.join(MODES)}, got {mode!r}")
+    rng = random.Random(seed)
+    queues = []
+    for texts in _texts(files):
+        rng.shuffle(texts)
+        queues.append(iter(texts))
+    given = 0
+    while queues and given < tokens:
+        for queue in list(queues):
+            group = next(queue, None)
+            if group is None:
+                queues.remove(queue)
+                continue
+            text = group[0].text
+            if mode == "plain":
+                ids = ([bos_id] if bos_id is not None else []) + list(encode(text))
+            else:
+                answers = [(q.label, json.dumps(q.gold_mentions, ensure_ascii=False)) for q in group]
+                ids, _ = encode_conversation(text, answers, encode, eos_id, bos_id)
+            given += len(ids)
+            yield ids
+            if given >= tokens:
+                return
+
+
+def collect(
+    model: Path,
+    files: Sequence[Path],
+    *,
+    tokens: int = 50_000,
+    mode: str = "conversations",
+    dtype: str = "float32",
+    n_threads: int | None = None,
+    progress: bool = True,
+) -> ImportanceMatrix:
+    """Run the HF model at ``model`` over calibration sequences from ``files`` and sum each
+    decoder linear layer's squared inputs per column (llama.cpp collects ``blk.*`` weights only,
+    not the output head, by default; so does this)."""
+    import torch
+
+    from uner.torch_backend import TorchExtractor
+
+    params = params_from_config(read_json_object(Path(model) / "config.json"))
+    names = LlamaTensorMap(params.n_layer, params.n_head, params.n_head_kv)
+    matrix = ImportanceMatrix(datasets=[Path(f).name for f in files])
+    with TorchExtractor(model, dtype=dtype, n_threads=n_threads) as extractor, extractor.threads():
+        hooks = []
+        for module_name, module in extractor.model.named_modules():
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{module_name}":
+                hook = _accumulator(matrix, names.gguf_name(f"{module_name}.weight"))
+                hooks.append(module.register_forward_pre_hook(hook))
+        sequences = calibration_sequences(files, extractor.encode, extractor.eos_id, extractor.bos_id, tokens, mode)
+        bar = _bar(tokens, progress)
+        try:
+            with torch.inference_mode():
+                for ids in sequences:
+                    extractor.model(torch.tensor([ids[: extractor.context_length]], device=extractor.device))
+                    matrix.chunks += 1
+                    matrix.tokens += len(ids)
+                    if bar:
+                        bar.update(len(ids))
+        finally:
+            for hook in hooks:
+                hook.remove()
+            if bar:
+                bar.close()
+    if not matrix.chunks:
+        raise InputError("expected calibration texts in the data files, got none")
+    return matrix
+
+
+def _accumulator(matrix: ImportanceMatrix, name: str):
+    def hook(_module, inputs):
+        x = inputs[0].detach().float().reshape(-1, inputs[0].shape[-1])
+        squares = (x * x).sum(dim=0).double().cpu().numpy()
+        if name in matrix.sums:
+            matrix.sums[name] += squares
+        else:
+            matrix.sums[name] = squares
+        matrix.counts[name] = matrix.counts.get(name, 0) + x.shape[0]
+
+    return hook
+
+
+def _bar(total: int, progress: bool):
+    if not progress:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="tok", desc="imatrix", leave=False)
+
+
+def write_imatrix(path: Path, matrix: ImportanceMatrix) -> Path:
+    """``path`` in llama.cpp's GGUF imatrix format, written whole or not at all."""
+    import gguf
+
+    with atomic_path(Path(path)) as tmp:
+        writer = gguf.GGUFWriter(tmp, arch="")
+        writer.kv_data[0].pop("general.architecture", None)  # llama.cpp's imatrix files have none
+        writer.add_type("imatrix")
+        writer.add_array("imatrix.datasets", matrix.datasets)
+        writer.add_uint32("imatrix.chunk_count", matrix.chunks)
+        writer.add_uint32("imatrix.chunk_size", round(matrix.tokens / max(1, matrix.chunks)))
+        for name in sorted(matrix.sums):
+            writer.add_tensor(name + SUMS, matrix.sums[name].astype(np.float32).reshape(1, -1))
+            writer.add_tensor(name + COUNTS, np.array([[matrix.counts[name]]], dtype=np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+    return Path(path)
+
+
+def read_imatrix(path: Path) -> ImportanceMatrix:
+    """A GGUF imatrix file (ours or llama.cpp's) back as sums and counts."""
+    import gguf
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"expected an imatrix file, got {path}, which does not exist")
+    try:
+        reader = gguf.GGUFReader(path)
+    except (ValueError, OSError) as exc:
+        raise InputError(f"expected a GGUF imatrix file, got {path}: {exc}") from None
+    kind = reader.get_field("general.type")
+    if kind is None or kind.contents() != "imatrix":
+        raise InputError(f"expected a GGUF imatrix file (general.type = imatrix), got {path}")
+    tensors = {t.name: np.asarray(t.data, dtype=np.float32) for t in reader.tensors}
+    matrix = ImportanceMatrix()
+    for name, data in tensors.items():
+        if name.endswith(SUMS) and (base := name[: -len(SUMS)]) + COUNTS in tensors:
+            counts = tensors[base + COUNTS].reshape(-1)
+            if counts.size != 1:  # one matrix per tensor: mixture-of-experts files are not LLaMA's
+                raise InputError(f"expected one matrix per tensor in {path}, got {counts.size} for {base}")
+            matrix.sums[base] = data.reshape(-1).astype(np.float64)
+            matrix.counts[base] = int(counts[0])
+    datasets = reader.get_field("imatrix.datasets")
+    matrix.datasets = list(datasets.contents()) if datasets is not None else []
+    chunks = reader.get_field("imatrix.chunk_count")
+    matrix.chunks = int(chunks.contents()) if chunks is not None else 0
+    return matrix
