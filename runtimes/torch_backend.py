@@ -13,7 +13,7 @@ from pathlib import Path
 
 from uner.base import GenerativeExtractor
 from uner.checks import check_threads
-from uner.errors import BackendUnavailable, InputError, ModelNotFound
+from uner.errors import BackendUnavailable, InputError, ModelNotFound, describe_error
 from uner.tokenizer import FolderTokenizer
 from uner.torch_branches import TorchBranches
 
@@ -102,8 +102,7 @@ class TorchExtractor(GenerativeExtractor):
                 TypeError,
             ) as exc:  # corrupt or mismatched weights, bad config values
                 raise ModelNotFound(
-                    f"expected a model transformers can load from {folder}, got {type(exc).__name__}: "
-                    f"{_first_line(exc)}"
+                    f"expected a model transformers can load from {folder}, got {describe_error(exc)}"
                 ) from None
         self.model.to(device).eval()
         self._tokenizer = FolderTokenizer(folder, "torch", "torch")
@@ -169,8 +168,3 @@ class TorchExtractor(GenerativeExtractor):
 
     def _release(self) -> None:
         self.model = None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else ""
