@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from uner import __version__
-from uner.cache import CheckedFiles
+from uner.bench.recipe_build import build_variants
 from uner.errors import describe_error
-from uner.manifest import MANIFEST, file_entry, read_manifest
+from uner.manifest import MANIFEST, read_manifest
 from uner.prompt import TEMPLATE
 from uner.tokenizer import eos_token_text
-from uner.toolkit.constants import TOOL_NAME, gguf_file_name
+from uner.toolkit.constants import TOOL_NAME
 from uner.toolkit.errors import RecipeError
 from uner.toolkit.files import write_json_atomic
 from uner.toolkit.gates import FAILED, INCONCLUSIVE, PASSED, UNCHECKED, limit_order, next_limit, verdict
@@ -80,102 +80,6 @@ class SourceFolder:
         if self._resolved is None:
             self._resolved = resolve_source(self._recipe)
         return self._resolved
-
-
-def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
-    settings = {
-        "source": recipe.source,
-        "revision": recipe.revision,
-        "format": plan.format,
-        "kind": plan.kind,
-        "tool_version": __version__,
-    }
-    if plan.format == "gguf":
-        settings["outtype"] = recipe.gguf_outtype
-    else:
-        settings["device"] = plan.device
-    return settings
-
-
-def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict, checked: CheckedFiles) -> bool:
-    entry = index["variants"].get(plan.name)
-    if not entry or entry.get("build") != settings:
-        return False
-    names = entry.get("files", [])
-    present = bool(names) and all(n in index["files"] for n in names)
-    return present and not any(checked.check(out / n, index["files"][n], n) for n in names)
-
-
-def _build_gguf(
-    recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool, n_threads: int | None
-) -> None:
-    from uner.toolkit.export_gguf import export_gguf
-    from uner.toolkit.quantize import quantize_gguf
-
-    folder = out / "gguf"
-    base = folder / gguf_file_name(recipe.name, recipe.gguf_outtype)
-    if plan.kind == recipe.gguf_outtype or not base.is_file():
-        base.unlink(missing_ok=True)
-        export_gguf(
-            source, folder, recipe.gguf_outtype, name=recipe.name, allow_pickle=recipe.allow_pickle, progress=progress
-        )
-    if plan.kind != recipe.gguf_outtype:
-        quantize_gguf(base, folder / gguf_file_name(recipe.name, plan.kind), plan.kind, n_threads)
-
-
-def _build_onnx(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool) -> None:
-    from uner.toolkit.export_onnx import export_onnx
-
-    export_onnx(
-        source,
-        out / plan.path(recipe.name),
-        plan.kind,
-        plan.device,
-        name=recipe.name,
-        allow_pickle=recipe.allow_pickle,
-        force=True,
-        progress=progress,
-    )
-
-
-def _record_files(out: Path, index: dict, plan: VariantPlan, model: str) -> list[str]:
-    """Hash the variant's files into the index; the names it owns, POSIX paths from ``out``."""
-    target = out / plan.path(model)
-    paths = [target] if target.is_file() else sorted(p for p in target.rglob("*") if p.is_file())
-    names = [p.relative_to(out).as_posix() for p in paths]
-    for name, path in zip(names, paths):
-        index["files"][name] = file_entry(path)
-    return names
-
-
-def build_variants(
-    recipe: Recipe, out: Path, index: dict, source: SourceFolder, *, force: bool, progress: bool, n_threads: int | None
-) -> None:
-    checked = CheckedFiles()
-    for plan in recipe.variants:
-        settings = _build_settings(recipe, plan)
-        if not force and _is_built(out, index, plan, settings, checked):
-            logger.info("%s: kept (files match the index)", plan.name)
-            continue
-        index["source_commit"] = source.commit()
-        index["eos_token"] = eos_token_text(source.path()) or "</s>"
-        logger.info("%s: building", plan.name)
-        if plan.format == "gguf":
-            _build_gguf(recipe, source.path(), out, plan, progress, n_threads)
-        else:
-            _build_onnx(recipe, source.path(), out, plan, progress)
-        index["variants"][plan.name] = {
-            "format": plan.format,
-            "kind": plan.kind,
-            "path": plan.path(recipe.name),
-            "files": _record_files(out, index, plan, recipe.name),
-            "build": settings,
-            "max_f1_drop": plan.max_f1_drop,
-            "status": UNCHECKED,
-            "bench": None,
-        }
-        write_json_atomic(out / MANIFEST, index)
-    checked.save()
 
 
 def _bench_settings(recipe: Recipe) -> dict:
@@ -329,6 +233,16 @@ def check_bench_data(recipe: Recipe, data_dir: Path | None) -> None:
         raise RecipeError(f"expected bench data in {data_dir}, missing {', '.join(missing)}")
 
 
+def check_imatrix_data(recipe: Recipe, data_dir: Path | None) -> None:
+    """Refuse to start when the importance matrix could not be measured: before anything is built."""
+    if recipe.gguf_imatrix is None:
+        return
+    if data_dir is None:
+        raise RecipeError(f"expected --data-dir (or UNER_DATA) holding {', '.join(recipe.gguf_imatrix.data)}")
+    if missing := [name for name in recipe.gguf_imatrix.data if not (data_dir / name).is_file()]:
+        raise RecipeError(f"expected imatrix calibration data in {data_dir}, missing {', '.join(missing)}")
+
+
 def run_recipe(
     recipe: Recipe,
     out: str | Path,
@@ -351,10 +265,12 @@ def run_recipe(
     data_dir = data_dir or os.environ.get("UNER_DATA")
     if bench:
         check_bench_data(recipe, Path(data_dir) if data_dir else None)
+    check_imatrix_data(recipe, Path(data_dir) if data_dir else None)
     index = _fresh_index(recipe, read_manifest(out) if (out / MANIFEST).is_file() else None)
     out.mkdir(parents=True, exist_ok=True)
     source = SourceFolder(recipe)
-    build_variants(recipe, out, index, source, force=force, progress=progress, n_threads=threads)
+    data = Path(data_dir) if data_dir else None
+    build_variants(recipe, out, index, source, data_dir=data, force=force, progress=progress, n_threads=threads)
     if index["eos_token"] is None:  # an index from before the EOS token was recorded
         index["eos_token"] = eos_token_text(source.path()) or "</s>"
     _forget_unlisted(out, index, recipe)
@@ -379,10 +295,12 @@ def _fresh_index(recipe: Recipe, previous: dict | None) -> dict:
         "description": recipe.description,
         "prompt_template": TEMPLATE,
         "recipe": recipe.as_dict(),
+        "imatrix": None,
         "variants": {},
         "files": {},
     }
     if previous and previous.get("model") == recipe.name:
+        index["imatrix"] = previous.get("imatrix") if recipe.gguf_imatrix else None
         index["source_commit"] = previous.get("source_commit")
         index["eos_token"] = previous.get("eos_token")
         index["variants"] = previous.get("variants", {})

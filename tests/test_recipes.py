@@ -222,6 +222,34 @@ def test_a_variant_still_inconclusive_at_the_cap_is_not_published(tiny_spm_hf, e
     assert again.status("q8_0") == "inconclusive"  # settled at the cap: a rerun does not bench it again
 
 
+def test_a_recipe_imatrix_weighs_its_quantizations_once_and_is_kept_while_its_settings_are(
+    tiny_spm_hf, tmp_path, monkeypatch
+):
+    import uner.toolkit.imatrix as imatrix_module
+
+    calibrated = 'types = ["f16", "q4_k_m"]\nimatrix = ["crossner_ai/train.txt"]\nimatrix_tokens = 400'
+    text = TINY_RECIPE.replace('types = ["f16", "q8_0"]', calibrated).replace("q8_0 = 0.5", "q4_k_m = 0.5")
+    recipe = load_recipe(write_recipe(tmp_path, tiny_spm_hf, text))
+    run = run_recipe(recipe, tmp_path / "out", data_dir=DATA, bench=False, progress=False)
+    record = run.index["imatrix"]
+    assert record["datasets"] == ["crossner_ai/train.txt"] and record["tokens"] >= 400
+    assert record["sha256"] == sha256_file(tmp_path / "out" / "imatrix.gguf")
+    assert run.index["variants"]["q4_k_m"]["build"]["imatrix"] == {"data": ["crossner_ai/train.txt"], "tokens": 400}
+    assert "imatrix" not in run.index["variants"]["f16"]["build"]  # the converted file is not quantized
+    card = plan_push(tmp_path / "out", "me/tiny-uner", include_failed=True).card
+    assert "`q4_k_m` weigh their rounding by an importance matrix measured on" in card
+    monkeypatch.setattr(imatrix_module, "collect", lambda *a, **k: pytest.fail("measured again"))
+    again = run_recipe(recipe, tmp_path / "out", data_dir=DATA, bench=False, progress=False)
+    assert again.index["imatrix"] == record
+
+
+def test_a_recipe_whose_imatrix_data_is_missing_refuses_to_start(tiny_spm_hf, tmp_path):
+    text = TINY_RECIPE.replace('types = ["f16", "q8_0"]', 'types = ["f16", "q8_0"]\nimatrix = ["nope/train.txt"]')
+    with pytest.raises(RecipeError, match="missing nope/train.txt"):
+        run_recipe(load_recipe(write_recipe(tmp_path, tiny_spm_hf, text)), tmp_path / "out", data_dir=DATA, bench=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_verify_names_the_file_that_differs(export_copy, capsys):
     (export_copy / "onnx-fp32" / "genai_config.json").write_text("{}")
     (export_copy / "gguf" / "tiny.F16.gguf").unlink()

@@ -83,6 +83,19 @@ def _bench_line(index: dict) -> str:
     )
 
 
+def _imatrix_lines(index: dict) -> list[str]:
+    record = index.get("imatrix")
+    if not record:
+        return []
+    weighed = [n for n, e in index["variants"].items() if e.get("build", {}).get("imatrix")]
+    return [
+        f"Importance matrix: {', '.join(f'`{n}`' for n in weighed)} weigh their rounding by an importance matrix "
+        f"measured on {record['tokens']:,} tokens of UniNER conversations from {', '.join(record['datasets'])} "
+        f"(training splits; the bench files stay unseen), sha256 `{record['sha256'][:16]}…`.",
+        "",
+    ]
+
+
 def _how_to_run(repo_id: str, index: dict) -> list[str]:
     # the examples use the smallest variant: the one a laptop user tries first
     example = min(
@@ -154,6 +167,7 @@ def render_card(index: dict, repo_id: str) -> str:
         "",
         _bench_line(index),
         "",
+        *_imatrix_lines(index),
         "## Prompt",
         "",
         "One query per entity type; greedy decoding, at most "

@@ -44,7 +44,7 @@ _TOP_KEYS = {
 }
 #: the keys each table may hold ([gates] is keyed by variant names, checked against those)
 _TABLE_KEYS = {
-    "gguf": {"outtype", "types"},
+    "gguf": {"outtype", "types", "imatrix", "imatrix_tokens"},
     "onnx": {"precisions"},
     "bench": {"data", "limit", "max_limit", "max_new_tokens", "reference_device", "reference_dtype"},
 }
@@ -83,6 +83,18 @@ class BenchPlan:
 
 
 @dataclass(frozen=True)
+class ImatrixPlan:
+    """``[gguf] imatrix``: training files (relative to the data folder) whose UniNER
+    conversations the importance matrix of the GGUF quantizations is measured on."""
+
+    data: tuple[str, ...]
+    tokens: int = 50_000
+
+    def as_dict(self) -> dict:
+        return {"data": list(self.data), "tokens": self.tokens}
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     source: str
@@ -94,6 +106,7 @@ class Recipe:
     gguf_outtype: str
     variants: tuple[VariantPlan, ...]
     bench: BenchPlan | None
+    gguf_imatrix: ImatrixPlan | None = None
     file: Path | None = field(default=None, compare=False)
 
     def variant(self, name: str) -> VariantPlan:
@@ -113,6 +126,7 @@ class Recipe:
             "license": self.license,
             "base_model": self.base_model,
             "gguf_outtype": self.gguf_outtype,
+            "gguf_imatrix": None if self.gguf_imatrix is None else self.gguf_imatrix.as_dict(),
             "variants": {
                 v.name: {"format": v.format, "kind": v.kind, "device": v.device, "max_f1_drop": v.max_f1_drop}
                 for v in self.variants
@@ -202,6 +216,7 @@ def _parse(data: dict, path: Path) -> Recipe:
         gguf_outtype=outtype,
         variants=tuple(plans),
         bench=_bench(data.get("bench")),
+        gguf_imatrix=_imatrix(gguf),
         file=path,
     )
 
@@ -234,6 +249,20 @@ def _gate(gates: dict, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise RecipeError(f"expected a non-negative number of F1 points for gates.{name}, got {value!r}")
     return float(value)
+
+
+def _imatrix(gguf: dict) -> ImatrixPlan | None:
+    if "imatrix" not in gguf:
+        if "imatrix_tokens" in gguf:
+            raise RecipeError("expected gguf.imatrix (the calibration files) beside gguf.imatrix_tokens")
+        return None
+    data = tuple(_list(gguf, "imatrix"))
+    if not data:
+        raise RecipeError("expected gguf.imatrix to name at least one training file")
+    tokens = gguf.get("imatrix_tokens", 50_000)
+    if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
+        raise RecipeError(f"expected gguf.imatrix_tokens to be a positive integer, got {tokens!r}")
+    return ImatrixPlan(data, tokens)
 
 
 def _bench(table) -> BenchPlan | None:
