@@ -58,21 +58,23 @@ def run(path: Path, feeds: dict) -> np.ndarray:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
 
 
-@pytest.mark.parametrize("bits", [4, 8])
-def test_streaming_pass_writes_the_bytes_onnxruntimes_quantizer_writes(tmp_path, bits):
+@pytest.mark.parametrize(("bits", "symmetric"), [(4, True), (8, True), (4, False), (8, False)])
+def test_streaming_pass_writes_the_bytes_onnxruntimes_quantizer_writes(tmp_path, bits, symmetric):
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     weight = np.random.default_rng(0).standard_normal((64, 48)).astype(np.float32)
     source = save_with_external_data(matmul_model(weight), tmp_path / "fp32.onnx")
-    quantize_onnx(source, tmp_path / "ours.onnx", bits, 32, accuracy_level=4)
-    theirs = MatMulNBitsQuantizer(matmul_model(weight), bits=bits, block_size=32, is_symmetric=True, accuracy_level=4)
+    quantize_onnx(source, tmp_path / "ours.onnx", bits, 32, accuracy_level=4, symmetric=symmetric)
+    theirs = MatMulNBitsQuantizer(
+        matmul_model(weight), bits=bits, block_size=32, is_symmetric=symmetric, accuracy_level=4
+    )
     theirs.process()
     expected = {t.name: numpy_helper.to_array(t) for t in theirs.model.model.graph.initializer}
     ours = {
         t.name: numpy_helper.to_array(t, base_dir=str(tmp_path))
         for t in onnx.load(str(tmp_path / "ours.onnx")).graph.initializer
     }
-    assert set(ours) == set(expected) == {f"W_Q{bits}", "W_scales"}
+    assert set(ours) == set(expected) == {f"W_Q{bits}", "W_scales"} | (set() if symmetric else {"W_zero_points"})
     for name in expected:
         np.testing.assert_array_equal(ours[name], expected[name])
     x = np.random.default_rng(1).standard_normal((1, 5, 64)).astype(np.float32)
@@ -87,12 +89,33 @@ def test_tied_embedding_reads_the_int4_lm_head_with_padding_sliced_off(tmp_path)
     quantize_onnx(source, tmp_path / "int4.onnx", 4, 32, accuracy_level=None)
     ops = [node.op_type for node in onnx.load(str(tmp_path / "int4.onnx"), load_external_data=False).graph.node]
     assert ops == ["Reshape", "GatherBlockQuantized", "Slice", "MatMulNBits"]
-    packed, scales = block_quantize(weight, 4, 32)
+    packed, scales, _ = block_quantize(weight, 4, 32)
     reference = save_with_external_data(tied_model(dequantize(packed, scales, k)), tmp_path / "reference.onnx")
     ids = np.array([[0, 5, 23, 7]], dtype=np.int64)
     np.testing.assert_allclose(
         run(tmp_path / "int4.onnx", {"ids": ids}), run(reference, {"ids": ids}), rtol=1e-5, atol=1e-5
     )
+
+
+def test_asymmetric_int4_gives_the_tied_embedding_its_zero_points_too(tmp_path):
+    k, n = 64, 24
+    weight = np.random.default_rng(4).standard_normal((k, n)).astype(np.float32) + 0.5  # off-centre ranges
+    source = save_with_external_data(tied_model(weight), tmp_path / "fp32.onnx")
+    quantize_onnx(source, tmp_path / "int4.onnx", 4, 32, symmetric=False)
+    graph = onnx.load(str(tmp_path / "int4.onnx"), load_external_data=False).graph
+    assert all(node.input[-1] == "W_zero_points" for node in graph.node if node.op_type != "Reshape")
+    packed, scales, zero_points = block_quantize(weight, 4, 32, symmetric=False)
+    low, high = packed & 0x0F, packed >> 4
+    values = np.stack([low, high], axis=-1).reshape(n, k // 32, 32).astype(np.float32)
+    zeros = np.stack([zero_points & 0x0F, zero_points >> 4], axis=-1).reshape(n, -1)[:, : k // 32, None]
+    dequantized = ((values - zeros) * scales[:, :, None]).reshape(n, k).T  # independent reading of the layout
+    reference = save_with_external_data(tied_model(dequantized), tmp_path / "reference.onnx")
+    ids = np.array([[0, 5, 23, 7]], dtype=np.int64)
+    np.testing.assert_allclose(
+        run(tmp_path / "int4.onnx", {"ids": ids}), run(reference, {"ids": ids}), rtol=1e-4, atol=1e-4
+    )
+    symmetric = dequantize(*block_quantize(weight, 4, 32)[:2], k)
+    assert np.abs(dequantized - weight).mean() < np.abs(symmetric - weight).mean()  # the offset is worth its bytes
 
 
 def test_int8_keeps_a_float_embedding_for_a_tied_lm_head(tmp_path):

@@ -148,6 +148,10 @@ def onnx(
             show_default=False,
         ),
     ] = None,
+    asymmetric: Annotated[
+        bool,
+        typer.Option("--asymmetric", help="int4/int8: a zero point per block (its own range) instead of symmetric."),
+    ] = False,
     name: Annotated[
         str | None,
         typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False),
@@ -166,6 +170,7 @@ def onnx(
         device.value if device else None,
         block_size=block_size,
         accuracy_level=accuracy_level,
+        symmetric=not asymmetric,
         name=name,
         adapter=adapter,
         allow_pickle=allow_pickle,

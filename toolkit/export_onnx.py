@@ -88,22 +88,25 @@ class WeightQuantization:
     bits: int
     block_size: int
     accuracy_level: int | None
+    symmetric: bool = True
 
     def as_dict(self) -> dict:
         return {
             "bits": self.bits,
             "block_size": self.block_size,
             "accuracy_level": self.accuracy_level,
-            "symmetric": True,
+            "symmetric": self.symmetric,
         }
 
 
 def weight_quantization(
-    precision: str, device: str, block_size: int | None, accuracy_level: int | None
+    precision: str, device: str, block_size: int | None, accuracy_level: int | None, symmetric: bool = True
 ) -> WeightQuantization | None:
     if precision not in ("int4", "int8"):
-        if block_size is not None or accuracy_level is not None:
-            raise InputError(f"expected --block-size/--accuracy-level only with int4/int8, got {precision}")
+        if block_size is not None or accuracy_level is not None or not symmetric:
+            raise InputError(
+                f"expected --block-size/--accuracy-level/--asymmetric only with int4/int8, got {precision}"
+            )
         return None
     block = block_size or DEFAULT_BLOCK_SIZE
     if block not in BLOCK_SIZES:
@@ -112,7 +115,7 @@ def weight_quantization(
         raise InputError(f"expected --accuracy-level 0-4, got {accuracy_level}")
     default_level = 4 if device == "cpu" else None  # the builder's defaults: int8 compute on CPU
     return WeightQuantization(
-        int(precision[3:]), block, accuracy_level if accuracy_level is not None else default_level
+        int(precision[3:]), block, accuracy_level if accuracy_level is not None else default_level, symmetric
     )
 
 
@@ -197,6 +200,7 @@ def _build_graph(
             quantization.block_size,
             quantization.accuracy_level,
             progress=lambda name: bar.update(),
+            symmetric=quantization.symmetric,
         )
     for path in stage.iterdir():
         if not path.name.startswith(ONNX_FILE):
@@ -289,6 +293,7 @@ def export_onnx(
     *,
     block_size: int | None = None,
     accuracy_level: int | None = None,
+    symmetric: bool = True,
     name: str | None = None,
     adapter: str | Path | None = None,
     allow_pickle: bool = False,
@@ -300,8 +305,9 @@ def export_onnx(
     Args:
         precision: ``fp32`` (reference), ``fp16`` (GPU), ``int8`` or ``int4`` (weight-only).
         device: ``cpu``, ``cuda`` or ``tensorrt``; default: the precision's natural target.
-        block_size: int4/int8 quantization block (default 32); weight-only, symmetric, per block of K.
+        block_size: int4/int8 quantization block (default 32); weight-only, per block of K.
         accuracy_level: int4/int8 MatMulNBits compute type (4 = int8 activations, the CPU default).
+        symmetric: int4/int8 blocks centred on zero (default); False adds a zero point per block.
         adapter: a PEFT LoRA folder merged into ``source`` before export.
         allow_pickle: also read ``pytorch_model*.bin`` (as UniNER's own releases are); trusted files only.
 
@@ -311,7 +317,7 @@ def export_onnx(
     started = time.time()
     device = device or default_device(precision)
     check_export_target(precision, device)
-    quantization = weight_quantization(precision, device, block_size, accuracy_level)
+    quantization = weight_quantization(precision, device, block_size, accuracy_level, symmetric)
     source_checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
     model_name = check_model_name(name or source_checkpoint.name)
     final = Path(out_dir)

@@ -68,9 +68,13 @@ def _tensor_array(tensor: TensorProto, folder: Path) -> np.ndarray:
     return numpy_helper.to_array(tensor)
 
 
-def block_quantize(weight: np.ndarray, bits: int, block_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric block quantization of a ``[K, N]`` MatMul weight into MatMulNBits' layout:
-    ``packed [N, K/block, block*bits/8]`` (uint8) and ``scales [N, K/block]``."""
+def block_quantize(
+    weight: np.ndarray, bits: int, block_size: int, symmetric: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Block quantization of a ``[K, N]`` MatMul weight into MatMulNBits' layout: ``packed
+    [N, K/block, block*bits/8]`` (uint8), ``scales [N, K/block]`` and, asymmetric, ``zero_points
+    [N, ceil(K/block*bits/8)]`` (uint8, packed like the weights; None when symmetric: the
+    kernels then assume the middle of the range)."""
     from onnxruntime.capi._pybind_state import quantize_matmul_4bits, quantize_matmul_8bits
 
     rows, cols = weight.shape
@@ -79,10 +83,10 @@ def block_quantize(weight: np.ndarray, bits: int, block_size: int) -> tuple[np.n
     padded[:rows] = weight
     packed = np.zeros((cols, k_blocks, block_size * bits // 8), dtype=np.uint8)
     scales = np.zeros((cols, k_blocks), dtype=np.float32)
-    zero_points = np.zeros((cols, -(-k_blocks * bits // 8)), dtype=np.uint8)  # unused: symmetric
+    zero_points = np.zeros((cols, -(-k_blocks * bits // 8)), dtype=np.uint8)
     kernel = quantize_matmul_4bits if bits == 4 else quantize_matmul_8bits
-    kernel(packed, padded, scales, zero_points, block_size, cols, rows, True)
-    return packed, scales
+    kernel(packed, padded, scales, zero_points, block_size, cols, rows, symmetric)
+    return packed, scales, None if symmetric else zero_points
 
 
 def _quantizable_weights(graph: onnx.GraphProto, initializers: dict[str, TensorProto]) -> set[str]:
@@ -98,8 +102,11 @@ def _quantizable_weights(graph: onnx.GraphProto, initializers: dict[str, TensorP
 class _Rewriter:
     """Builds the quantized node list while initializers are streamed."""
 
-    def __init__(self, graph: onnx.GraphProto, bits: int, block_size: int, accuracy_level: int | None) -> None:
+    def __init__(
+        self, graph: onnx.GraphProto, bits: int, block_size: int, accuracy_level: int | None, symmetric: bool
+    ) -> None:
         self.graph, self.bits, self.block_size, self.accuracy_level = graph, bits, block_size, accuracy_level
+        self.symmetric = symmetric
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         for node in graph.node:
             for name in node.input:
@@ -121,7 +128,7 @@ class _Rewriter:
         return {
             node.name: helper.make_node(
                 "MatMulNBits",
-                [node.input[0], f"{weight}_Q{self.bits}", f"{weight}_scales"],
+                [node.input[0], f"{weight}_Q{self.bits}", f"{weight}_scales", *self._zero_points(weight)],
                 list(node.output),
                 name=f"{node.name}_Q{self.bits}",
                 domain="com.microsoft",
@@ -130,6 +137,9 @@ class _Rewriter:
             for node in self.consumers[weight]
             if node.op_type == "MatMul"
         }
+
+    def _zero_points(self, weight: str) -> list[str]:
+        return [] if self.symmetric else [f"{weight}_zero_points"]
 
     def gather_nodes(self, transpose: onnx.NodeProto, gather: onnx.NodeProto, weight: str, k: int, n: int) -> list:
         """Reshape + GatherBlockQuantized (+ Slice when K is padded) in place of Transpose + Gather."""
@@ -145,7 +155,7 @@ class _Rewriter:
             ),
             helper.make_node(
                 "GatherBlockQuantized",
-                [f"{base}/Reshape/output_0", gather.input[1], f"{weight}_scales"],
+                [f"{base}/Reshape/output_0", gather.input[1], f"{weight}_scales", *self._zero_points(weight)],
                 [gathered],
                 name=f"{base}/GatherBlockQuantized",
                 domain="com.microsoft",
@@ -178,15 +188,17 @@ def quantize_onnx(
     block_size: int,
     accuracy_level: int | None = None,
     progress: Callable[[str], None] | None = None,
+    symmetric: bool = True,
 ) -> None:
-    """Write ``target`` (+ ``target.data``): ``source``'s graph with MatMul weights as MatMulNBits."""
+    """Write ``target`` (+ ``target.data``): ``source``'s graph with MatMul weights as MatMulNBits
+    (``symmetric=False``: each block also gets a zero point, its own range's offset)."""
     if bits not in (4, 8):
         raise CheckpointError(f"expected 4 or 8 bits, got {bits}")
     model = onnx.load(str(source), load_external_data=False)
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     weights = _quantizable_weights(graph, initializers)
-    rewriter = _Rewriter(graph, bits, block_size, accuracy_level)
+    rewriter = _Rewriter(graph, bits, block_size, accuracy_level, symmetric)
     replaced: dict[str, onnx.NodeProto | list] = {}
     writer = _DataWriter(target.with_name(target.name + ".data"))
     kept: list[TensorProto] = []
@@ -199,9 +211,12 @@ def quantize_onnx(
             if progress:
                 progress(tensor.name)
             k, n = array.shape
-            packed, scales = block_quantize(np.asarray(array, dtype=np.float32), bits, block_size)
+            weight = np.asarray(array, dtype=np.float32)
+            packed, scales, zero_points = block_quantize(weight, bits, block_size, symmetric)
             scales = scales.astype(array.dtype)  # MatMulNBits takes scales in the activation type
             kept += [writer.add(f"{tensor.name}_Q{bits}", packed), writer.add(f"{tensor.name}_scales", scales)]
+            if zero_points is not None:
+                kept.append(writer.add(f"{tensor.name}_zero_points", zero_points))
             replaced.update(rewriter.matmul_nodes(tensor.name, k, n))
             for transpose, gather in rewriter.tied_gathers(tensor.name):
                 if bits == 4:
