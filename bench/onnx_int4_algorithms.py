@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from uner.bench.reference_models import resolve_reference  # noqa: E402
+from uner.errors import describe_error  # noqa: E402
 from uner.manifest import file_entry  # noqa: E402
 from uner.toolkit.export_onnx import export_onnx  # noqa: E402
 from uner.toolkit.files import write_json_atomic  # noqa: E402
@@ -85,7 +86,7 @@ def main() -> None:
         try:
             folders.append(in_memory_variant(fp32, args.work / name, config, options))
         except Exception as exc:  # an algorithm that fails on this graph is reported, not fatal
-            print(f"{name}: failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            print(f"{name}: failed: {describe_error(exc)}")
     data = " ".join(
         f"-d ../shared/data/{f}"
         for f in (
