@@ -33,7 +33,11 @@ TRAIN = [
     "crossner_literature/train.txt",
     "crossner_music/train.txt",
 ]
-EVAL = ["crossner_ai/CrossNER_AI.json", "crossner_literature/CrossNER_literature.json", "crossner_music/CrossNER_music.json"]
+EVAL = [
+    "crossner_ai/CrossNER_AI.json",
+    "crossner_literature/CrossNER_literature.json",
+    "crossner_music/CrossNER_music.json",
+]
 TYPES = "q4_k_m,iq4_xs,iq4_nl,q4_0,q3_k_m,q2_k"
 
 
