@@ -122,6 +122,7 @@ def gate_variants(
     data = [Path(data_dir) / name for name in recipe.bench.data] if data_dir else []
     settings = _bench_settings(recipe)
     pending: dict[str, int | None] = {}  # variant -> queries per file of its next bench
+    seen: dict[str, int] = {}  # variant -> queries of its last bench with these settings
     for plan in recipe.variants:
         entry = index["variants"][plan.name]
         entry["max_f1_drop"] = plan.max_f1_drop
@@ -130,7 +131,7 @@ def gate_variants(
             _settle(entry, plan.max_f1_drop)
             grown = next_limit(bench.get("limit", recipe.bench.limit), recipe.bench.max_limit)
             if entry["status"] == INCONCLUSIVE and grown is not False:
-                pending[plan.name] = grown
+                pending[plan.name], seen[plan.name] = grown, bench["queries"]
         elif reason := _runnable_here(plan):
             entry.update(status=UNCHECKED, reason=reason)
         else:
@@ -140,14 +141,14 @@ def gate_variants(
         plans = [plan for plan in recipe.variants if plan.name in pending and pending[plan.name] == limit]
         for plan, result in zip(plans, _run_bench(recipe, out, plans, data, threads, source.path(), limit)):
             entry = index["variants"][plan.name]
-            previous = (entry.get("bench") or {}).get("queries")
             entry["bench"] = {**result, "limit": limit, "settings": settings, "sha256": _fingerprint(index, entry)}
             _settle(entry, plan.max_f1_drop)
             del pending[plan.name]
             grown = next_limit(limit, recipe.bench.max_limit)
             # a bigger limit that took no more queries (the files hold no more) settles it
-            if entry["status"] == INCONCLUSIVE and grown is not False and result["queries"] != previous:
+            if entry["status"] == INCONCLUSIVE and grown is not False and result["queries"] != seen.get(plan.name):
                 pending[plan.name] = grown
+            seen[plan.name] = result["queries"]
         write_json_atomic(out / MANIFEST, index)
     for plan in recipe.variants:
         entry = index["variants"][plan.name]

@@ -222,6 +222,19 @@ def test_a_variant_still_inconclusive_at_the_cap_is_not_published(tiny_spm_hf, e
     assert again.status("q8_0") == "inconclusive"  # settled at the cap: a rerun does not bench it again
 
 
+def test_escalation_stops_when_a_bigger_limit_takes_no_more_queries(tiny_spm_hf, export_copy, monkeypatch):
+    import uner.bench.recipe_run as recipe_run
+
+    asked = []
+    straddling = lambda name, limit: (-1.0, 0.2) if name == "q8_0" else (0.0, 0.0)  # noqa: E731
+    fake = _interval_bench(straddling, asked)
+    small_files = lambda *a: [{**r, "queries": 12} for r in fake(*a)]  # noqa: E731  (the files hold 12 queries)
+    monkeypatch.setattr(recipe_run, "_run_bench", small_files)
+    text = TINY_RECIPE.replace("limit = 4", 'limit = 2\nmax_limit = "all"')
+    run = run_recipe(load_recipe(write_recipe(export_copy.parent, tiny_spm_hf, text)), export_copy, data_dir=DATA)
+    assert [limit for limit, _ in asked] == [2, 4] and run.status("q8_0") == "inconclusive"
+
+
 def test_a_recipe_imatrix_weighs_its_quantizations_once_and_is_kept_while_its_settings_are(
     tiny_spm_hf, tmp_path, monkeypatch
 ):
