@@ -22,7 +22,7 @@ from uner.errors import ModelNotFound
 
 #: reference name -> its folder of trained weights, package data of ``uner.bench``. v1 stays
 #: reachable so bench reports made with it reproduce.
-REFERENCES = {"uniner-smol-135m": "uniner_smol_v1", "uniner-smol-135m-v1": "uniner_smol_v1"}  # v2: training
+REFERENCES = {"uniner-smol-135m": "uniner_smol", "uniner-smol-135m-v1": "uniner_smol_v1"}
 DEFAULT_REFERENCE = "uniner-smol-135m"
 _STAMP = "built-from.json"
 
