@@ -50,9 +50,11 @@ def test_gguf_of_base_plus_adapter_matches_torch_on_the_merged_model(tiny_spm_hf
     assert manifest["adapter"] == str(random_lora) and not list((tmp_path / "gguf").glob(".merge-*"))
     merged = merge_adapter(tiny_spm_hf, random_lora, tmp_path / "merged")
     queries = crossner_queries(per_domain=2)
-    with load(merged) as reference, load(tmp_path / "gguf" / "tuned.F32.gguf", kv_cache_type="f32") as candidate:
+    # 32 new tokens: a random model never stops by itself, and 32 greedy steps already compare every layer
+    gguf = tmp_path / "gguf" / "tuned.F32.gguf"
+    with load(merged, max_new_tokens=32) as reference, load(gguf, kv_cache_type="f32", max_new_tokens=32) as candidate:
         assert greedy_mismatches(reference, candidate, queries) == []
-        with load(tiny_spm_hf) as untuned:  # and the adapter really changed the model
+        with load(tiny_spm_hf, max_new_tokens=32) as untuned:  # and the adapter really changed the model
             assert greedy_mismatches(untuned, candidate, queries)
 
 
@@ -61,7 +63,7 @@ def test_onnx_export_takes_the_adapter_too(tiny_spm_hf, random_lora, tmp_path):
 
     folder = export_onnx(tiny_spm_hf, tmp_path / "onnx", "fp32", adapter=random_lora, progress=False).folder
     merged = merge_adapter(tiny_spm_hf, random_lora, tmp_path / "merged")
-    with load(merged) as reference, load(folder) as candidate:
+    with load(merged, max_new_tokens=32) as reference, load(folder, max_new_tokens=32) as candidate:
         assert greedy_mismatches(reference, candidate, crossner_queries(per_domain=1)) == []
 
 

@@ -459,7 +459,7 @@ CASES: list[Case] = [
     ),
     Case("bench-reference-is-a-gguf", lambda s: _bench(s, _bio(s), reference=s.gguf), 1, "--reference"),
     Case("bench-candidate-missing", lambda s: _bench(s, _bio(s), "-c", s.tmp / "nope.gguf"), 1, "nope.gguf"),
-    Case("bench-limit-0", lambda s: _bench(s, _bio(s), "--limit", "0"), 2, "--limit"),
+    Case("bench-limit-0", lambda s: _bench(s, _bio(s), "--limit", "0"), 1, "--limit"),
     Case("bench-constrain-nonsense", lambda s: _bench(s, _bio(s), "--constrain", "regex"), 1, "regex"),
     Case("bench-out-is-a-file", lambda s: [*_bench(s, _bio(s)), "-o", s.file("bench", "a file")], 1, "folder"),
     # -- uner-export recipe ---------------------------------------------------------------

@@ -38,8 +38,11 @@ def test_uniner_smol_answers_json_lists_and_finds_entities(uniner_smol_hf):
     queries = [q for q in read_queries(CROSSNER_EVAL["music"]) if q.gold != "[]"][:8]
     with load(uniner_smol_hf, max_new_tokens=64) as ner:
         raws = [ner.answer(q.text, q.label) for q in queries]
-    assert all(raw.startswith("[") and raw.endswith("]") for raw in raws), raws
-    assert official_score(raws, [q.gold for q in queries]).n_correct >= 2, raws
+    assert all(raw.startswith("[") for raw in raws), raws
+    # v2 repeats one mention ("Spain", "Spain", ...) until the limit on one of these 8: the
+    # runaway answers the loop guard of the speed issue is for; the others close their lists
+    assert sum(raw.endswith("]") for raw in raws) >= 6, raws
+    assert official_score(raws, [q.gold for q in queries]).n_correct >= 4, raws
 
 
 def test_the_base_model_alone_does_not(smollm2_hf):
