@@ -7,7 +7,9 @@ large model is gone before the next one loads.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -83,11 +85,30 @@ def _weights_bytes(extractor, path: str) -> int:
     return artifact_bytes(path)
 
 
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this child process when the bench that spawned it is gone (killed with SIGTERM or
+    SIGKILL, it cannot end its children): an orphaned variant would keep both cores busy and
+    skew every later measurement on the machine."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _run_variant(
-    spec: VariantSpec, datasets: dict[str, list[Query]], threads: int | None, max_new_tokens: int
+    spec: VariantSpec,
+    datasets: dict[str, list[Query]],
+    threads: int | None,
+    max_new_tokens: int,
+    parent: int | None = None,
 ) -> VariantRun:
     from tqdm import tqdm
 
+    if parent is not None:
+        _exit_with_parent(parent)
     started = time.perf_counter()
     extractor = _build(spec, threads, max_new_tokens)
     load_seconds = time.perf_counter() - started
@@ -114,7 +135,7 @@ def run_variant_isolated(
     (killed for memory, a crash in a backend) is a :class:`UnerError` naming the variant."""
     try:
         with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            return pool.submit(_run_variant, spec, datasets, threads, max_new_tokens).result()
+            return pool.submit(_run_variant, spec, datasets, threads, max_new_tokens, os.getpid()).result()
     except BrokenProcessPool as exc:
         raise UnerError(
             f"expected the {spec.name} run to finish, got its process ended abruptly (out of memory, a crash "

@@ -342,3 +342,52 @@ def test_a_window_too_small_for_the_prompt_is_an_error_before_any_text(tiny_spm_
     # every document is done, so no text would ever reach the window check inside the engine
     code, _, err = run(uner, _corpus_argv(tiny_spm_hf, docs, out, "person", "--window", "64"), capsys)
     assert_one_line_error(code, err, "expected a window leaving room for the text")
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in state  # a zombie has exited; only its parent's bookkeeping is left
+
+
+CHILD_OF_A_KILLED_BENCH = """
+import multiprocessing, os, sys, time
+from uner.bench.suite import _exit_with_parent
+
+def variant(parent):
+    _exit_with_parent(parent, every=0.1)
+    time.sleep(120)  # a long variant run
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("spawn").Process(target=variant, args=(os.getpid(),))
+    child.start()
+    print(child.pid, flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+def test_a_variant_process_ends_when_the_bench_that_spawned_it_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "bench_parent.py"
+    script.write_text(CHILD_OF_A_KILLED_BENCH)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    time.sleep(1.0)
+    assert _running(child)  # alive while its bench is
+    parent.send_signal(signal.SIGKILL)  # SIGKILL: the parent cannot end its children itself
+    parent.wait()
+    deadline = time.monotonic() + 15
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    orphaned = _running(child)
+    if orphaned:
+        os.kill(child, signal.SIGKILL)  # a failing run must not leave it behind either
+    assert not orphaned
