@@ -71,7 +71,7 @@ class Importance:
 
     def means(self, source: Path, progress: bool) -> dict:
         if self._means is None:
-            from uner.toolkit.imatrix import collect, read_imatrix, write_imatrix
+            from uner.toolkit.imatrix import collect, imatrix_record, read_imatrix, write_imatrix
 
             plan, path = self._recipe.gguf_imatrix, self._out / IMATRIX_FILE
             record = self._index.get("imatrix") or {}
@@ -83,10 +83,8 @@ class Importance:
                 matrix = collect(source, files, tokens=plan.tokens, n_threads=self._threads, progress=progress)
                 write_imatrix(path, matrix)
                 self._index["imatrix"] = {
-                    "file": IMATRIX_FILE,
-                    "sha256": sha256_file(path),
-                    "datasets": list(plan.data),
-                    "chunks": matrix.chunks,
+                    **imatrix_record(path, matrix),
+                    "datasets": list(plan.data),  # as the recipe names them, not just file names
                     "tokens": matrix.tokens,
                     "settings": plan.as_dict(),
                 }

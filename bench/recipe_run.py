@@ -221,27 +221,24 @@ def _run_bench(
     return picked
 
 
+def _check_data(names: tuple[str, ...], data_dir: Path | None, what: str, without: str) -> None:
+    """Refuse to start, before anything is built, when files the run needs are not in ``data_dir``."""
+    if data_dir is None:
+        raise RecipeError(f"expected --data-dir (or UNER_DATA) holding {', '.join(names)}{without}")
+    if missing := [name for name in names if not (data_dir / name).is_file()]:
+        raise RecipeError(f"expected {what} in {data_dir}, missing {', '.join(missing)}")
+
+
 def check_bench_data(recipe: Recipe, data_dir: Path | None) -> None:
     """Refuse to start when the parity check could not run: before anything is built."""
-    if recipe.bench is None:
-        return
-    if data_dir is None:
-        raise RecipeError(
-            f"expected --data-dir (or UNER_DATA) holding {', '.join(recipe.bench.data)} for the parity check, or "
-            "--no-bench"
-        )
-    if missing := [name for name in recipe.bench.data if not (Path(data_dir) / name).is_file()]:
-        raise RecipeError(f"expected bench data in {data_dir}, missing {', '.join(missing)}")
+    if recipe.bench is not None:
+        _check_data(recipe.bench.data, data_dir, "bench data", " for the parity check, or --no-bench")
 
 
 def check_imatrix_data(recipe: Recipe, data_dir: Path | None) -> None:
     """Refuse to start when the importance matrix could not be measured: before anything is built."""
-    if recipe.gguf_imatrix is None:
-        return
-    if data_dir is None:
-        raise RecipeError(f"expected --data-dir (or UNER_DATA) holding {', '.join(recipe.gguf_imatrix.data)}")
-    if missing := [name for name in recipe.gguf_imatrix.data if not (data_dir / name).is_file()]:
-        raise RecipeError(f"expected imatrix calibration data in {data_dir}, missing {', '.join(missing)}")
+    if recipe.gguf_imatrix is not None:
+        _check_data(recipe.gguf_imatrix.data, data_dir, "imatrix calibration data", "")
 
 
 def run_recipe(
@@ -264,19 +261,19 @@ def run_recipe(
     """
     out = Path(out)
     data_dir = data_dir or os.environ.get("UNER_DATA")
+    data = Path(data_dir) if data_dir else None
     if bench:
-        check_bench_data(recipe, Path(data_dir) if data_dir else None)
-    check_imatrix_data(recipe, Path(data_dir) if data_dir else None)
+        check_bench_data(recipe, data)
+    check_imatrix_data(recipe, data)
     index = _fresh_index(recipe, read_manifest(out) if (out / MANIFEST).is_file() else None)
     out.mkdir(parents=True, exist_ok=True)
     source = SourceFolder(recipe)
-    data = Path(data_dir) if data_dir else None
     build_variants(recipe, out, index, source, data_dir=data, force=force, progress=progress, n_threads=threads)
     if index["eos_token"] is None:  # an index from before the EOS token was recorded
         index["eos_token"] = eos_token_text(source.path()) or "</s>"
     _forget_unlisted(out, index, recipe)
     if bench:
-        gate_variants(recipe, out, index, Path(data_dir) if data_dir else None, source, threads=threads)
+        gate_variants(recipe, out, index, data, source, threads=threads)
     write_json_atomic(out / MANIFEST, index)
     return RecipeRun(out, index)
 

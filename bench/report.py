@@ -11,6 +11,7 @@ from uner.atomic import atomic_path
 from uner.bench.scoring import DatasetScore, score_by_dataset
 from uner.bench.statistics import ROUNDS
 from uner.bench.suite import VariantRun
+from uner.toolkit.gates import with_interval
 
 logger = logging.getLogger(__name__)
 
@@ -130,11 +131,7 @@ def _fmt(value, spec: str = ".1f", suffix: str = "") -> str:
 
 
 def _with_interval(value, interval, spec: str) -> str:
-    if value is None:
-        return "–"
-    if not interval:
-        return f"{value:{spec}}"
-    return f"{value:{spec}} [{interval[0]:{spec}}, {interval[1]:{spec}}]"
+    return "–" if value is None else with_interval(value, interval, spec)
 
 
 def _changed(changed: dict | None) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from uner.bench.runner import Prediction
+from uner.metrics import official_score
 from uner.parsing import parse_normalized
 
 ROUNDS = 1000
@@ -52,20 +53,21 @@ class ChangedAnswers:
 
 def _counts_by_text(predictions: Sequence[Prediction], texts: list[str], dataset: str) -> np.ndarray:
     """(texts, 3) array of correct, predicted and gold mention counts, in the order of ``texts``."""
-    counts = {text: [0, 0, 0] for text in texts}
+    groups: dict[str, list[Prediction]] = {text: [] for text in texts}
     for p in predictions:
-        if p.text not in counts:
+        if p.text not in groups:
             raise ValueError(f"expected the same texts as the reference in {dataset}, got an extra one")
-        predicted, gold = parse_normalized(p.raw), set(parse_normalized(p.gold))
-        row = counts[p.text]
-        row[0] += sum(item in gold for item in predicted)
-        row[1] += len(predicted)
-        row[2] += len(gold)
-    return np.array([counts[text] for text in texts], dtype=np.int64).reshape(len(texts), 3)
+        groups[p.text].append(p)
+    rows = []
+    for group in groups.values():
+        score = official_score([p.raw for p in group], [p.gold for p in group])
+        rows.append((score.n_correct, score.n_predicted, score.n_gold))
+    return np.array(rows, dtype=np.int64).reshape(len(texts), 3)
 
 
 def _f1(totals: np.ndarray) -> np.ndarray:
-    """Micro F1 in percent from (..., 3) summed counts, with the official evaluator's 1e-10 terms."""
+    """Micro F1 in percent from (..., 3) summed counts, with the official evaluator's 1e-10 terms
+    (:func:`uner.metrics.score_normalized`'s formula, vectorised over the resamples)."""
     correct, predicted, gold = totals[..., 0], totals[..., 1], totals[..., 2]
     precision, recall = correct / (predicted + 1e-10), correct / (gold + 1e-10)
     return 100 * 2 * precision * recall / (precision + recall + 1e-10)

@@ -16,7 +16,7 @@ from uner.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
 from uner.toolkit.constants import QUANT_TYPES, OutType
 from uner.toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
 from uner.toolkit.files import check_writable
-from uner.toolkit.imatrix import MODES, collect, write_imatrix
+from uner.toolkit.imatrix import DEFAULT_TOKENS, MODES, collect, write_imatrix
 from uner.toolkit.pipeline import export_gguf_ladder
 from uner.toolkit.publish import describe, plan_push
 from uner.toolkit.publish import push as publish
@@ -246,7 +246,7 @@ def imatrix(
     out: Annotated[Path, typer.Option("--out", "-o", help="The imatrix file to write (GGUF).", show_default=False)],
     tokens: Annotated[
         int, typer.Option("--tokens", min=1, help="Calibration tokens to run through the model.")
-    ] = 50_000,
+    ] = DEFAULT_TOKENS,
     mode: Annotated[
         CalibrationMode,
         typer.Option("--mode", help="conversations: UniNER prompts and gold answers; plain: the passages alone."),

@@ -53,22 +53,28 @@ def limit_order(limit: int | None) -> float:
     return float("inf") if limit is None else limit
 
 
-def _interval(values, spec: str) -> str:
+def interval_text(values, spec: str) -> str:
+    """``[low, high]`` with both bounds formatted by ``spec``."""
     return f"[{values[0]:{spec}}, {values[1]:{spec}}]"
+
+
+def with_interval(value: float, interval, spec: str, interval_spec: str | None = None) -> str:
+    """``value [low, high]``, or ``value`` alone when there is no interval (a record from before them)."""
+    if not interval:
+        return f"{value:{spec}}"
+    return f"{value:{spec}} {interval_text(interval, interval_spec or spec)}"
 
 
 def describe(bench: dict, max_drop: float) -> str:
     """``F1 28.80 [24.1, 33.0] (ΔF1 -1.20 [-2.31, -0.12], max drop 2.0, 900 queries)``."""
-    f1 = f"F1 {bench['f1']:.2f}"
-    if bench.get("f1_ci95"):
-        f1 += f" {_interval(bench['f1_ci95'], '.2f')}"
-    delta = f"ΔF1 {bench['delta_f1']:+.2f} {_interval(delta_interval(bench), '+.2f')}"
-    return f"{f1} ({delta}, max drop {max_drop}, {bench['queries']} queries)"
+    f1 = with_interval(bench["f1"], bench.get("f1_ci95"), ".2f")
+    delta = with_interval(bench["delta_f1"], delta_interval(bench), "+.2f")
+    return f"F1 {f1} (ΔF1 {delta}, max drop {max_drop}, {bench['queries']} queries)"
 
 
 def reason(bench: dict, max_drop: float, status: str) -> str:
     """Why a variant that did not pass is left out of a push, in one line."""
-    interval = _interval(delta_interval(bench), "+.2f")
+    interval = interval_text(delta_interval(bench), "+.2f")
     if status == FAILED:
         return f"ΔF1 {interval} lies below −{max_drop} (failed on {bench['queries']} queries)"
     return f"ΔF1 {interval} straddles −{max_drop} after {bench['queries']} queries (inconclusive at the cap)"

@@ -26,6 +26,7 @@ import numpy as np
 
 from uner.errors import InputError
 from uner.eval_data import Query, read_queries
+from uner.manifest import sha256_file
 from uner.prompt import encode_conversation
 from uner.toolkit.checkpoint import params_from_config, read_json_object
 from uner.toolkit.files import atomic_path
@@ -33,6 +34,7 @@ from uner.toolkit.tensor_map import LlamaTensorMap
 
 MODES = ("conversations", "plain")
 SUMS, COUNTS = ".in_sum2", ".counts"
+DEFAULT_TOKENS = 50_000  # calibration tokens: llama-imatrix's usual ~100 chunks of 512
 
 
 @dataclass
@@ -102,7 +104,7 @@ def collect(
     model: Path,
     files: Sequence[Path],
     *,
-    tokens: int = 50_000,
+    tokens: int = DEFAULT_TOKENS,
     mode: str = "conversations",
     dtype: str = "float32",
     n_threads: int | None = None,
@@ -129,7 +131,8 @@ def collect(
         try:
             with torch.inference_mode():
                 for ids in sequences:
-                    extractor.model(torch.tensor([ids[: extractor.context_length]], device=extractor.device))
+                    ids = ids[: extractor.context_length]
+                    extractor.model(torch.tensor([ids], device=extractor.device))
                     matrix.chunks += 1
                     matrix.tokens += len(ids)
                     if bar:
@@ -184,6 +187,11 @@ def write_imatrix(path: Path, matrix: ImportanceMatrix) -> Path:
         writer.write_tensors_to_file()
         writer.close()
     return Path(path)
+
+
+def imatrix_record(path: Path, matrix: ImportanceMatrix) -> dict:
+    """What a manifest or variant index says of the imatrix file ``path`` holding ``matrix``."""
+    return {"file": Path(path).name, "sha256": sha256_file(path), "datasets": matrix.datasets, "chunks": matrix.chunks}
 
 
 def read_imatrix(path: Path) -> ImportanceMatrix:

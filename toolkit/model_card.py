@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from uner.base import DEFAULT_MAX_NEW_TOKENS
-from uner.toolkit.gates import RULE
+from uner.toolkit.gates import RULE, with_interval
 
 _TAGS = ["ner", "token-classification", "universal-ner", "uner-toolkit"]
 _EXAMPLE_TEXT = "Barack Obama visited Paris with Angela Merkel."
@@ -36,10 +36,6 @@ def _front_matter(index: dict, formats: set[str]) -> str:
     return f"---\n{data.to_yaml()}\n---\n"
 
 
-def _interval(values, spec: str) -> str:
-    return f" [{values[0]:{spec}}, {values[1]:{spec}}]" if values else ""
-
-
 def _bits(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -60,8 +56,8 @@ def _variant_rows(index: dict) -> list[str]:
         bench = entry.get("bench") or {}
         f1 = delta = "–"
         if bench:
-            f1 = f"{bench['f1']:.2f}{_interval(bench.get('f1_ci95'), '.1f')}"
-            delta = f"{bench['delta_f1']:+.2f}{_interval(bench.get('delta_f1_ci95'), '+.2f')}"
+            f1 = with_interval(bench["f1"], bench.get("f1_ci95"), ".2f", ".1f")
+            delta = with_interval(bench["delta_f1"], bench.get("delta_f1_ci95"), "+.2f")
         rows.append(
             f"| `{name}` | {entry['format']} | `{entry['path']}` | {_size(size)} "
             f"| {_bits(bench.get('bits_per_weight'))} | `{digest[:16]}…` | {f1} | {delta} "

@@ -10,7 +10,6 @@ from pathlib import Path
 from uner import __version__
 from uner.checks import check_threads
 from uner.errors import InputError
-from uner.manifest import sha256_file
 from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import HFCheckpoint
@@ -23,7 +22,7 @@ from uner.toolkit.files import (
     remove_stale_partials,
     update_manifest,
 )
-from uner.toolkit.imatrix import read_imatrix
+from uner.toolkit.imatrix import imatrix_record, read_imatrix
 from uner.toolkit.quantize import check_embedding_type, parse_quant_types, quantize_ladder
 
 logger = logging.getLogger(__name__)
@@ -53,12 +52,6 @@ def _check_inputs_kept(outputs: list[Path], folders: list[Path], previous: dict 
                 f"expected outputs beside the source files, got {path}, which would overwrite a file of "
                 f"the source folder {path.parent}: choose another --out"
             )
-
-
-def _imatrix_record(path: Path) -> dict:
-    """What the manifest says of the importance matrix: its file, digest and calibration data."""
-    matrix = read_imatrix(path)
-    return {"file": path.name, "sha256": sha256_file(path), "datasets": matrix.datasets, "chunks": matrix.chunks}
 
 
 def export_gguf_ladder(
@@ -93,7 +86,7 @@ def export_gguf_ladder(
     check_embedding_type(embedding_type)
     if n_threads is not None:
         check_threads(n_threads)
-    importance = read_imatrix(Path(imatrix)).means() if imatrix else None  # a bad file: refused before any work
+    matrix = read_imatrix(Path(imatrix)) if imatrix else None  # a bad file: refused before any work
     checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
     model_name = check_model_name(name or checkpoint.name)
     out = Path(out_dir)
@@ -109,7 +102,7 @@ def export_gguf_ladder(
         quant_list,
         n_threads=n_threads,
         embedding_type=embedding_type,
-        importance=importance,
+        importance=matrix.means() if matrix else None,
         progress=progress,
     )
     result = GGUFExport(base=base, quantized=quantized)
@@ -123,7 +116,7 @@ def export_gguf_ladder(
             "source": str(source),
             "adapter": str(adapter) if adapter else None,
             "embedding_type": embedding_type,
-            "imatrix": _imatrix_record(Path(imatrix)) if imatrix else None,
+            "imatrix": imatrix_record(Path(imatrix), matrix) if matrix else None,
             "format": "gguf",
             "prompt_template": TEMPLATE,
         },

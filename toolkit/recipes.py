@@ -16,6 +16,7 @@ from pathlib import Path
 from uner.onnx_layout import EXPORT_TARGETS
 from uner.toolkit.constants import QUANT_TYPES, OutType, gguf_file_name
 from uner.toolkit.errors import RecipeError
+from uner.toolkit.imatrix import DEFAULT_TOKENS
 
 if sys.version_info >= (3, 11):
     from importlib.resources.abc import Traversable
@@ -88,7 +89,7 @@ class ImatrixPlan:
     conversations the importance matrix of the GGUF quantizations is measured on."""
 
     data: tuple[str, ...]
-    tokens: int = 50_000
+    tokens: int = DEFAULT_TOKENS
 
     def as_dict(self) -> dict:
         return {"data": list(self.data), "tokens": self.tokens}
@@ -259,7 +260,7 @@ def _imatrix(gguf: dict) -> ImatrixPlan | None:
     data = tuple(_list(gguf, "imatrix"))
     if not data:
         raise RecipeError("expected gguf.imatrix to name at least one training file")
-    tokens = gguf.get("imatrix_tokens", 50_000)
+    tokens = gguf.get("imatrix_tokens", DEFAULT_TOKENS)
     if not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1:
         raise RecipeError(f"expected gguf.imatrix_tokens to be a positive integer, got {tokens!r}")
     return ImatrixPlan(data, tokens)
