@@ -34,6 +34,8 @@ STREAMING = {
     "int4-rtn-sym": {"precision": "int4"},
     "int4-rtn-asym": {"precision": "int4", "symmetric": False},
     "int4-rtn-sym-acc0": {"precision": "int4", "accuracy_level": 0},
+    "int4-rtn-sym-head8": {"precision": "int4", "head_bits": 8},
+    "int4-rtn-asym-head8": {"precision": "int4", "symmetric": False, "head_bits": 8},
 }
 #: name -> (onnxruntime quantizer config, keyword arguments), run on the fp32 export in memory
 IN_MEMORY = {

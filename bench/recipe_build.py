@@ -43,7 +43,14 @@ def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
             settings["imatrix"] = recipe.gguf_imatrix.as_dict()
     else:
         settings["device"] = plan.device
+        if _onnx_options(recipe, plan):
+            settings["quantization"] = _onnx_options(recipe, plan)
     return settings
+
+
+def _onnx_options(recipe: Recipe, plan: VariantPlan) -> dict:
+    """The recipe's int4/int8 options (asymmetric blocks, the head's bits) for this ONNX variant."""
+    return dict(recipe.onnx_quantization) if plan.kind in ("int4", "int8") else {}
 
 
 def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict, checked: CheckedFiles) -> bool:
@@ -124,6 +131,7 @@ def _build_onnx(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, prog
         out / plan.path(recipe.name),
         plan.kind,
         plan.device,
+        **_onnx_options(recipe, plan),
         name=recipe.name,
         allow_pickle=recipe.allow_pickle,
         force=True,

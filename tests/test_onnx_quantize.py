@@ -1,4 +1,5 @@
-"""The streaming int4/int8 pass: same bytes as onnxruntime's quantizer, correct tied embeddings."""
+"""The streaming int4/int8 pass: same bytes as onnxruntime's quantizer, correct tied embeddings, an
+8-bit head among 4-bit layers."""
 
 from __future__ import annotations
 
@@ -118,13 +119,62 @@ def test_asymmetric_int4_gives_the_tied_embedding_its_zero_points_too(tmp_path):
     assert np.abs(dequantized - weight).mean() < np.abs(symmetric - weight).mean()  # the offset is worth its bytes
 
 
-def test_int8_keeps_a_float_embedding_for_a_tied_lm_head(tmp_path):
-    weight = np.random.default_rng(3).standard_normal((32, 16)).astype(np.float32)
+def dequantize_int8(packed: np.ndarray, scales: np.ndarray, k: int) -> np.ndarray:
+    """Independent reading of the MatMulNBits int8 layout: one byte per weight, zero point 128."""
+    values = packed.astype(np.float32) - 128
+    return (values * scales[:, :, None]).reshape(packed.shape[0], -1)[:, :k].T
+
+
+def test_int8_tied_embedding_reads_the_int8_lm_head_instead_of_a_float_copy(tmp_path):
+    k, n = 32, 16
+    weight = np.random.default_rng(3).standard_normal((k, n)).astype(np.float32)
     source = save_with_external_data(tied_model(weight), tmp_path / "fp32.onnx")
     quantize_onnx(source, tmp_path / "int8.onnx", 8, 32)
     graph = onnx.load(str(tmp_path / "int8.onnx"), load_external_data=False).graph
-    assert [node.op_type for node in graph.node] == ["Transpose", "Gather", "MatMulNBits"]
-    assert {t.name for t in graph.initializer} == {"W", "W_Q8", "W_scales"}
-    ids = np.array([[1, 2]], dtype=np.int64)
-    expected = weight.T[[1, 2]] @ weight
-    np.testing.assert_allclose(run(tmp_path / "int8.onnx", {"ids": ids})[0], expected, rtol=0.05, atol=0.05)
+    assert [node.op_type for node in graph.node] == ["Reshape", "GatherBlockQuantized", "MatMulNBits"]
+    assert {t.name for t in graph.initializer} == {"W_Q8", "W_scales", "W_gather_shape"}  # no float W
+    packed, scales, _ = block_quantize(weight, 8, 32)
+    reference = save_with_external_data(tied_model(dequantize_int8(packed, scales, k)), tmp_path / "reference.onnx")
+    ids = np.array([[1, 2, 15]], dtype=np.int64)
+    np.testing.assert_allclose(
+        run(tmp_path / "int8.onnx", {"ids": ids}), run(reference, {"ids": ids}), rtol=1e-4, atol=1e-4
+    )
+
+
+def head_model(inner: np.ndarray, head: np.ndarray) -> onnx.ModelProto:
+    """x -> MatMul(inner) -> MatMul(head) -> logits: one inner projection, one output projection."""
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["x", "A"], ["h"], name="/proj/MatMul"),
+            helper.make_node("MatMul", ["h", "H"], ["logits"], name="/lm_head/MatMul"),
+        ],
+        "head",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", inner.shape[0]])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, "s", head.shape[1]])],
+        [numpy_helper.from_array(inner, "A"), numpy_helper.from_array(head, "H")],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+def test_head_bits_gives_only_the_output_projection_eight_bits(tmp_path):
+    rng = np.random.default_rng(5)
+    inner, head = (rng.standard_normal((64, 64)).astype(np.float32) for _ in range(2))
+    source = save_with_external_data(head_model(inner, head), tmp_path / "fp32.onnx")
+    quantize_onnx(source, tmp_path / "mixed.onnx", 4, 32, head_bits=8)
+    quantize_onnx(source, tmp_path / "int4.onnx", 4, 32)
+    graph = onnx.load(str(tmp_path / "mixed.onnx"), load_external_data=False).graph
+    bits = {node.name: next(a.i for a in node.attribute if a.name == "bits") for node in graph.node}
+    assert bits == {"/proj/MatMul_Q4": 4, "/lm_head/MatMul_Q8": 8}
+    x = rng.standard_normal((1, 3, 64)).astype(np.float32)
+    exact = x @ inner @ head
+    mixed_error = np.abs(run(tmp_path / "mixed.onnx", {"x": x}) - exact).mean()
+    int4_error = np.abs(run(tmp_path / "int4.onnx", {"x": x}) - exact).mean()
+    assert mixed_error < int4_error
+
+
+def test_head_bits_other_than_four_or_eight_is_refused(tmp_path):
+    from uner.toolkit.errors import CheckpointError
+
+    source = save_with_external_data(matmul_model(np.ones((32, 8), np.float32)), tmp_path / "fp32.onnx")
+    with pytest.raises(CheckpointError, match="4 or 8 bits, got 6"):
+        quantize_onnx(source, tmp_path / "out.onnx", 4, 32, head_bits=6)

@@ -46,6 +46,8 @@ def test_every_shipped_recipe_is_valid_and_gates_every_variant():
         (("limit = 4", "limit = 4\nmax_limit = 3"), "bench.max_limit to be 'all' or an integer of at least"),
         (('license = "cc-by-nc-4.0"', 'licence = "cc-by-nc-4.0"'), "got licence"),
         (("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "tpu"'), "bench.reference_device"),
+        (('precisions = ["fp32"]', 'precisions = ["fp32"]\nhead_bits = 6'), "onnx.head_bits to be 4 or 8, got 6"),
+        (('precisions = ["fp32"]', 'precisions = ["fp32"]\nasymmetric = "yes"'), "onnx.asymmetric to be true or"),
     ],
 )
 def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_path, capsys, change, fragment):
@@ -53,6 +55,19 @@ def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_p
     code, _, err = run(uner_export, ["recipe", recipe, "--out", tmp_path / "out"], capsys)
     assert_one_line_error(code, err, fragment)
     assert not (tmp_path / "out").exists()
+
+
+def test_onnx_quantization_options_reach_the_quantized_variants_only(tiny_spm_hf, tmp_path):
+    options = 'precisions = ["fp32", "int4"]\nasymmetric = true\nhead_bits = 8'
+    text = TINY_RECIPE.replace('precisions = ["fp32"]', options)
+    recipe = load_recipe(write_recipe(tmp_path, tiny_spm_hf, text + "onnx-int4 = 50.0\n"))
+    assert recipe.onnx_quantization == {"symmetric": False, "head_bits": 8}
+    run = run_recipe(recipe, tmp_path / "out", bench=False, progress=False)
+    variants = run.index["variants"]
+    assert variants["onnx-int4"]["build"]["quantization"] == {"symmetric": False, "head_bits": 8}
+    assert "quantization" not in variants["onnx-fp32"]["build"]
+    manifest = json.loads((tmp_path / "out" / "onnx-int4" / "manifest.json").read_text())
+    assert manifest["quantization"]["symmetric"] is False and manifest["quantization"]["head_bits"] == 8
 
 
 def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, capsys):

@@ -152,6 +152,14 @@ def onnx(
         bool,
         typer.Option("--asymmetric", help="int4/int8: a zero point per block (its own range) instead of symmetric."),
     ] = False,
+    head_bits: Annotated[
+        int | None,
+        typer.Option(
+            "--head-bits",
+            help="int4: store the lm_head (and a tied embedding) at 8 bits, the tensor every logit reads.",
+            show_default=False,
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False),
@@ -171,6 +179,7 @@ def onnx(
         block_size=block_size,
         accuracy_level=accuracy_level,
         symmetric=not asymmetric,
+        head_bits=head_bits,
         name=name,
         adapter=adapter,
         allow_pickle=allow_pickle,

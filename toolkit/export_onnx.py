@@ -89,6 +89,7 @@ class WeightQuantization:
     block_size: int
     accuracy_level: int | None
     symmetric: bool = True
+    head_bits: int | None = None  # the lm_head's own width (None: ``bits``)
 
     def as_dict(self) -> dict:
         return {
@@ -96,27 +97,34 @@ class WeightQuantization:
             "block_size": self.block_size,
             "accuracy_level": self.accuracy_level,
             "symmetric": self.symmetric,
+            "head_bits": self.head_bits or self.bits,
         }
 
 
 def weight_quantization(
-    precision: str, device: str, block_size: int | None, accuracy_level: int | None, symmetric: bool = True
+    precision: str,
+    device: str,
+    block_size: int | None,
+    accuracy_level: int | None,
+    symmetric: bool = True,
+    head_bits: int | None = None,
 ) -> WeightQuantization | None:
     if precision not in ("int4", "int8"):
-        if block_size is not None or accuracy_level is not None or not symmetric:
+        if block_size is not None or accuracy_level is not None or not symmetric or head_bits is not None:
             raise InputError(
-                f"expected --block-size/--accuracy-level/--asymmetric only with int4/int8, got {precision}"
+                f"expected --block-size/--accuracy-level/--asymmetric/--head-bits only with int4/int8, got {precision}"
             )
         return None
+    if head_bits is not None and head_bits not in (4, 8):
+        raise InputError(f"expected --head-bits 4 or 8, got {head_bits}")
     block = block_size or DEFAULT_BLOCK_SIZE
     if block not in BLOCK_SIZES:
         raise InputError(f"expected --block-size among {', '.join(map(str, BLOCK_SIZES))}, got {block}")
     if accuracy_level is not None and accuracy_level not in (0, 1, 2, 3, 4):
         raise InputError(f"expected --accuracy-level 0-4, got {accuracy_level}")
     default_level = 4 if device == "cpu" else None  # the builder's defaults: int8 compute on CPU
-    return WeightQuantization(
-        int(precision[3:]), block, accuracy_level if accuracy_level is not None else default_level, symmetric
-    )
+    level = accuracy_level if accuracy_level is not None else default_level
+    return WeightQuantization(int(precision[3:]), block, level, symmetric, head_bits)
 
 
 class _BuilderLog(io.TextIOBase):
@@ -201,6 +209,7 @@ def _build_graph(
             quantization.accuracy_level,
             progress=lambda name: bar.update(),
             symmetric=quantization.symmetric,
+            head_bits=quantization.head_bits,
         )
     for path in stage.iterdir():
         if not path.name.startswith(ONNX_FILE):
@@ -294,6 +303,7 @@ def export_onnx(
     block_size: int | None = None,
     accuracy_level: int | None = None,
     symmetric: bool = True,
+    head_bits: int | None = None,
     name: str | None = None,
     adapter: str | Path | None = None,
     allow_pickle: bool = False,
@@ -308,6 +318,7 @@ def export_onnx(
         block_size: int4/int8 quantization block (default 32); weight-only, per block of K.
         accuracy_level: int4/int8 MatMulNBits compute type (4 = int8 activations, the CPU default).
         symmetric: int4/int8 blocks centred on zero (default); False adds a zero point per block.
+        head_bits: the lm_head's width (and its tied embedding's), 4 or 8; default the model's.
         adapter: a PEFT LoRA folder merged into ``source`` before export.
         allow_pickle: also read ``pytorch_model*.bin`` (as UniNER's own releases are); trusted files only.
 
@@ -317,7 +328,7 @@ def export_onnx(
     started = time.time()
     device = device or default_device(precision)
     check_export_target(precision, device)
-    quantization = weight_quantization(precision, device, block_size, accuracy_level, symmetric)
+    quantization = weight_quantization(precision, device, block_size, accuracy_level, symmetric, head_bits)
     source_checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
     model_name = check_model_name(name or source_checkpoint.name)
     final = Path(out_dir)

@@ -6,8 +6,10 @@ stopped at 23.7 GB on a 24 GiB machine. This pass reads the fp32 graph without i
 then streams each initializer from the external-data file to a new one, quantizing MatMul
 weights on the way with onnxruntime's own MLAS kernels (``quantize_matmul_4bits`` /
 ``_8bits``, the ones its quantizer calls), so the numbers are the same and the memory is one
-tensor. A tied embedding (``Transpose(lm_head) -> Gather``) reads the int4 lm_head through
-``GatherBlockQuantized`` as the builder does; at int8 it keeps its float weight.
+tensor. A tied embedding (``Transpose(lm_head) -> Gather``) reads the quantized lm_head through
+``GatherBlockQuantized`` (4 or 8 bits) as the builder does, so it is stored once. ``head_bits``
+gives the output projection (and the embedding tied to it) its own width, as the builder's
+mixed-precision configs do: it is the tensor whose error every logit sees.
 """
 
 from __future__ import annotations
@@ -102,10 +104,8 @@ def _quantizable_weights(graph: onnx.GraphProto, initializers: dict[str, TensorP
 class _Rewriter:
     """Builds the quantized node list while initializers are streamed."""
 
-    def __init__(
-        self, graph: onnx.GraphProto, bits: int, block_size: int, accuracy_level: int | None, symmetric: bool
-    ) -> None:
-        self.graph, self.bits, self.block_size, self.accuracy_level = graph, bits, block_size, accuracy_level
+    def __init__(self, graph: onnx.GraphProto, block_size: int, accuracy_level: int | None, symmetric: bool) -> None:
+        self.graph, self.block_size, self.accuracy_level = graph, block_size, accuracy_level
         self.symmetric = symmetric
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         for node in graph.node:
@@ -121,16 +121,21 @@ class _Rewriter:
                 pairs += [(node, g) for g in self.consumers[node.output[0]] if g.op_type == "Gather"]
         return pairs
 
-    def matmul_nodes(self, weight: str, k: int, n: int) -> dict[str, onnx.NodeProto]:
-        attributes = {"K": k, "N": n, "bits": self.bits, "block_size": self.block_size}
+    def is_head(self, weight: str) -> bool:
+        """Whether this weight's MatMul writes a graph output (the logits)."""
+        outputs = {output.name for output in self.graph.output}
+        return any(node.op_type == "MatMul" and node.output[0] in outputs for node in self.consumers[weight])
+
+    def matmul_nodes(self, weight: str, k: int, n: int, bits: int) -> dict[str, onnx.NodeProto]:
+        attributes = {"K": k, "N": n, "bits": bits, "block_size": self.block_size}
         if self.accuracy_level:
             attributes["accuracy_level"] = self.accuracy_level
         return {
             node.name: helper.make_node(
                 "MatMulNBits",
-                [node.input[0], f"{weight}_Q{self.bits}", f"{weight}_scales", *self._zero_points(weight)],
+                [node.input[0], f"{weight}_Q{bits}", f"{weight}_scales", *self._zero_points(weight)],
                 list(node.output),
-                name=f"{node.name}_Q{self.bits}",
+                name=f"{node.name}_Q{bits}",
                 domain="com.microsoft",
                 **attributes,
             )
@@ -141,17 +146,17 @@ class _Rewriter:
     def _zero_points(self, weight: str) -> list[str]:
         return [] if self.symmetric else [f"{weight}_zero_points"]
 
-    def gather_nodes(self, transpose: onnx.NodeProto, gather: onnx.NodeProto, weight: str, k: int, n: int) -> list:
+    def gather_nodes(self, gather: onnx.NodeProto, weight: str, k: int, n: int, bits: int) -> list:
         """Reshape + GatherBlockQuantized (+ Slice when K is padded) in place of Transpose + Gather."""
         padded_k = -(-k // self.block_size) * self.block_size
         shape_name, base = f"{weight}_gather_shape", gather.name or f"{weight}_gather"
         self.extra_initializers.append(
-            numpy_helper.from_array(np.array([n, padded_k * self.bits // 8], np.int64), shape_name)
+            numpy_helper.from_array(np.array([n, padded_k * bits // 8], np.int64), shape_name)
         )
         gathered = gather.output[0] if padded_k == k else f"{base}/GatherBlockQuantized/output_0"
         nodes = [
             helper.make_node(
-                "Reshape", [f"{weight}_Q{self.bits}", shape_name], [f"{base}/Reshape/output_0"], name=f"{base}/Reshape"
+                "Reshape", [f"{weight}_Q{bits}", shape_name], [f"{base}/Reshape/output_0"], name=f"{base}/Reshape"
             ),
             helper.make_node(
                 "GatherBlockQuantized",
@@ -159,7 +164,7 @@ class _Rewriter:
                 [gathered],
                 name=f"{base}/GatherBlockQuantized",
                 domain="com.microsoft",
-                bits=self.bits,
+                bits=bits,
                 block_size=self.block_size,
                 gather_axis=0,
                 quantize_axis=1,
@@ -189,16 +194,19 @@ def quantize_onnx(
     accuracy_level: int | None = None,
     progress: Callable[[str], None] | None = None,
     symmetric: bool = True,
+    head_bits: int | None = None,
 ) -> None:
     """Write ``target`` (+ ``target.data``): ``source``'s graph with MatMul weights as MatMulNBits
-    (``symmetric=False``: each block also gets a zero point, its own range's offset)."""
-    if bits not in (4, 8):
-        raise CheckpointError(f"expected 4 or 8 bits, got {bits}")
+    (``symmetric=False``: each block also gets a zero point, its own range's offset;
+    ``head_bits``: the lm_head's width, default ``bits``)."""
+    for width in (bits, head_bits or bits):
+        if width not in (4, 8):
+            raise CheckpointError(f"expected 4 or 8 bits, got {width}")
     model = onnx.load(str(source), load_external_data=False)
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     weights = _quantizable_weights(graph, initializers)
-    rewriter = _Rewriter(graph, bits, block_size, accuracy_level, symmetric)
+    rewriter = _Rewriter(graph, block_size, accuracy_level, symmetric)
     replaced: dict[str, onnx.NodeProto | list] = {}
     writer = _DataWriter(target.with_name(target.name + ".data"))
     kept: list[TensorProto] = []
@@ -211,19 +219,17 @@ def quantize_onnx(
             if progress:
                 progress(tensor.name)
             k, n = array.shape
+            width = head_bits or bits if rewriter.is_head(tensor.name) else bits
             weight = np.asarray(array, dtype=np.float32)
-            packed, scales, zero_points = block_quantize(weight, bits, block_size, symmetric)
+            packed, scales, zero_points = block_quantize(weight, width, block_size, symmetric)
             scales = scales.astype(array.dtype)  # MatMulNBits takes scales in the activation type
-            kept += [writer.add(f"{tensor.name}_Q{bits}", packed), writer.add(f"{tensor.name}_scales", scales)]
+            kept += [writer.add(f"{tensor.name}_Q{width}", packed), writer.add(f"{tensor.name}_scales", scales)]
             if zero_points is not None:
                 kept.append(writer.add(f"{tensor.name}_zero_points", zero_points))
-            replaced.update(rewriter.matmul_nodes(tensor.name, k, n))
+            replaced.update(rewriter.matmul_nodes(tensor.name, k, n, width))
             for transpose, gather in rewriter.tied_gathers(tensor.name):
-                if bits == 4:
-                    replaced[transpose.name] = []
-                    replaced[gather.name] = rewriter.gather_nodes(transpose, gather, tensor.name, k, n)
-                elif not any(t.name == tensor.name for t in kept):
-                    kept.append(writer.add(tensor.name, array))  # int8: the embedding stays float
+                replaced[transpose.name] = []
+                replaced[gather.name] = rewriter.gather_nodes(gather, tensor.name, k, n, width)
     finally:
         writer.close()
     nodes = []

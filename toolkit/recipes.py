@@ -46,7 +46,7 @@ _TOP_KEYS = {
 #: the keys each table may hold ([gates] is keyed by variant names, checked against those)
 _TABLE_KEYS = {
     "gguf": {"outtype", "types", "imatrix", "imatrix_tokens"},
-    "onnx": {"precisions"},
+    "onnx": {"precisions", "asymmetric", "head_bits"},
     "bench": {"data", "limit", "max_limit", "max_new_tokens", "reference_device", "reference_dtype"},
 }
 
@@ -108,6 +108,8 @@ class Recipe:
     variants: tuple[VariantPlan, ...]
     bench: BenchPlan | None
     gguf_imatrix: ImatrixPlan | None = None
+    #: ``export_onnx`` options of the int4/int8 precisions (``symmetric``, ``head_bits``)
+    onnx_quantization: dict = field(default_factory=dict)
     file: Path | None = field(default=None, compare=False)
 
     def variant(self, name: str) -> VariantPlan:
@@ -128,6 +130,7 @@ class Recipe:
             "base_model": self.base_model,
             "gguf_outtype": self.gguf_outtype,
             "gguf_imatrix": None if self.gguf_imatrix is None else self.gguf_imatrix.as_dict(),
+            "onnx_quantization": dict(self.onnx_quantization),
             "variants": {
                 v.name: {"format": v.format, "kind": v.kind, "device": v.device, "max_f1_drop": v.max_f1_drop}
                 for v in self.variants
@@ -218,6 +221,7 @@ def _parse(data: dict, path: Path) -> Recipe:
         variants=tuple(plans),
         bench=_bench(data.get("bench")),
         gguf_imatrix=_imatrix(gguf),
+        onnx_quantization=_onnx_quantization(onnx),
         file=path,
     )
 
@@ -241,6 +245,20 @@ def _onnx_plan(entry: str, gates: dict) -> VariantPlan:
         )
     name = f"onnx-{precision}"
     return VariantPlan(name, "onnx", precision, _gate(gates, name), device)
+
+
+def _onnx_quantization(onnx: dict) -> dict:
+    """``[onnx] asymmetric`` and ``head_bits`` as ``export_onnx`` keyword arguments."""
+    options = {}
+    if "asymmetric" in onnx:
+        if not isinstance(onnx["asymmetric"], bool):
+            raise RecipeError(f"expected onnx.asymmetric to be true or false, got {onnx['asymmetric']!r}")
+        options["symmetric"] = not onnx["asymmetric"]
+    if "head_bits" in onnx:
+        if onnx["head_bits"] not in (4, 8) or isinstance(onnx["head_bits"], bool):
+            raise RecipeError(f"expected onnx.head_bits to be 4 or 8, got {onnx['head_bits']!r}")
+        options["head_bits"] = onnx["head_bits"]
+    return options
 
 
 def _gate(gates: dict, name: str) -> float:
