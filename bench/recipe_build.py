@@ -43,8 +43,8 @@ def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
             settings["imatrix"] = recipe.gguf_imatrix.as_dict()
     else:
         settings["device"] = plan.device
-        if _onnx_options(recipe, plan):
-            settings["quantization"] = _onnx_options(recipe, plan)
+        if options := _onnx_options(recipe, plan):
+            settings["quantization"] = options
     return settings
 
 

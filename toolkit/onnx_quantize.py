@@ -107,6 +107,7 @@ class _Rewriter:
     def __init__(self, graph: onnx.GraphProto, block_size: int, accuracy_level: int | None, symmetric: bool) -> None:
         self.graph, self.block_size, self.accuracy_level = graph, block_size, accuracy_level
         self.symmetric = symmetric
+        self.outputs = {output.name for output in graph.output}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         for node in graph.node:
             for name in node.input:
@@ -123,8 +124,7 @@ class _Rewriter:
 
     def is_head(self, weight: str) -> bool:
         """Whether this weight's MatMul writes a graph output (the logits)."""
-        outputs = {output.name for output in self.graph.output}
-        return any(node.op_type == "MatMul" and node.output[0] in outputs for node in self.consumers[weight])
+        return any(node.op_type == "MatMul" and node.output[0] in self.outputs for node in self.consumers[weight])
 
     def matmul_nodes(self, weight: str, k: int, n: int, bits: int) -> dict[str, onnx.NodeProto]:
         attributes = {"K": k, "N": n, "bits": bits, "block_size": self.block_size}
@@ -199,7 +199,8 @@ def quantize_onnx(
     """Write ``target`` (+ ``target.data``): ``source``'s graph with MatMul weights as MatMulNBits
     (``symmetric=False``: each block also gets a zero point, its own range's offset;
     ``head_bits``: the lm_head's width, default ``bits``)."""
-    for width in (bits, head_bits or bits):
+    head_bits = head_bits or bits
+    for width in (bits, head_bits):
         if width not in (4, 8):
             raise CheckpointError(f"expected 4 or 8 bits, got {width}")
     model = onnx.load(str(source), load_external_data=False)
@@ -219,7 +220,7 @@ def quantize_onnx(
             if progress:
                 progress(tensor.name)
             k, n = array.shape
-            width = head_bits or bits if rewriter.is_head(tensor.name) else bits
+            width = head_bits if rewriter.is_head(tensor.name) else bits
             weight = np.asarray(array, dtype=np.float32)
             packed, scales, zero_points = block_quantize(weight, width, block_size, symmetric)
             scales = scales.astype(array.dtype)  # MatMulNBits takes scales in the activation type
