@@ -182,7 +182,13 @@ def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_sp
     assert code == 0, err
     assert stdout.split() == [str(out)]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["quantization"] == {"bits": 4, "block_size": 64, "accuracy_level": 4, "symmetric": True}
+    assert manifest["quantization"] == {
+        "bits": 4,
+        "block_size": 64,
+        "accuracy_level": 4,
+        "symmetric": True,
+        "head_bits": 4,
+    }
     assert (out / "tokenizer.model").read_bytes() == (tiny_spm_hf / "tokenizer.model").read_bytes()
     assert not list(tmp_path.glob(".*partial"))
     code, _, err = run(uner_export, ["onnx", tiny_spm_hf, "--out", out, "-p", "int4", "-q"], capsys)
@@ -196,7 +202,7 @@ def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_sp
         (["-p", "fp16", "--device", "cpu"], "fp16 is a GPU precision; for CPU export fp32, int8 or int4"),
         (
             ["-p", "fp32", "--block-size", "32"],
-            "expected --block-size/--accuracy-level/--asymmetric only with int4/int8, got fp32",
+            "expected --block-size/--accuracy-level/--asymmetric/--head-bits only with int4/int8, got fp32",
         ),
         (["-p", "int4", "--block-size", "48"], "expected --block-size among 16, 32, 64, 128, 256, got 48"),
     ],
