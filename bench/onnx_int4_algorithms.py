@@ -3,7 +3,8 @@
 For a model small enough to quantize in memory (uniner-smol-135m: 540 MB fp32), each variant is
 the fp32 export re-quantized by onnxruntime's own ``MatMulNBitsQuantizer`` with one algorithm
 (asymmetric RTN, k-quant, HQQ), or by the toolkit's streaming pass (symmetric/asymmetric RTN,
-accuracy level 0 vs 4). The folders then go into one ``uner bench`` run (the command is
+accuracy level 0 vs 4, block 16, projections kept at int8, and a sensitivity sweep: one
+projection group at int4 with the rest at int8). The folders then go into one ``uner bench`` run (the command is
 printed), which scores F1 and ΔF1 with paired intervals against the torch reference, so the
 algorithm worth porting into the streaming pass (``toolkit/onnx_quantize.py``, which a 7B model
 needs) is chosen on evidence.
@@ -29,13 +30,34 @@ from uner.toolkit.export_onnx import export_onnx  # noqa: E402
 from uner.toolkit.files import write_json_atomic  # noqa: E402
 
 ONNX_FILE = "model.onnx"
+_GROUPS = ("qkv_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 #: name -> export_onnx arguments (the streaming pass)
 STREAMING = {
-    "int4-rtn-sym": {"precision": "int4"},
+    "int4-rtn-sym": {"precision": "int4", "symmetric": True},
     "int4-rtn-asym": {"precision": "int4", "symmetric": False},
-    "int4-rtn-sym-acc0": {"precision": "int4", "accuracy_level": 0},
-    "int4-rtn-sym-head8": {"precision": "int4", "head_bits": 8},
+    "int4-rtn-sym-acc0": {"precision": "int4", "symmetric": True, "accuracy_level": 0},
+    "int4-rtn-sym-head8": {"precision": "int4", "symmetric": True, "head_bits": 8},
     "int4-rtn-asym-head8": {"precision": "int4", "symmetric": False, "head_bits": 8},
+    "int4-asym-b16": {"precision": "int4", "block_size": 16},
+    "int4-int8-qkv-up": {"precision": "int4", "int8_projections": ("qkv_proj", "up_proj")},
+    "int4-int8-qkv-up-down": {"precision": "int4", "int8_projections": ("qkv_proj", "up_proj", "down_proj")},
+    "int4-b16-int8-qkv-up-down": {
+        "precision": "int4",
+        "block_size": 16,
+        "int8_projections": ("qkv_proj", "up_proj", "down_proj"),
+    },
+}
+#: the sensitivity sweep: one projection group (or the head) at int4, every other MatMul at int8
+SWEEP = {
+    **{
+        f"sweep-int4-{group}": {
+            "precision": "int4",
+            "head_bits": 8,
+            "int8_projections": tuple(g for g in _GROUPS if g != group),
+        }
+        for group in _GROUPS
+    },
+    "sweep-int4-lm_head": {"precision": "int4", "int8_projections": _GROUPS},
 }
 #: name -> (onnxruntime quantizer config, keyword arguments), run on the fp32 export in memory
 IN_MEMORY = {
@@ -80,7 +102,7 @@ def main() -> None:
     if not (fp32 / "manifest.json").is_file():
         export_onnx(source, fp32, "fp32", force=True)
     folders = [fp32]
-    for name, options in STREAMING.items():
+    for name, options in (STREAMING | SWEEP).items():
         if not (args.work / name / "manifest.json").is_file():
             export_onnx(source, args.work / name, force=True, **options)
         folders.append(args.work / name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.test_cli import assert_one_line_error, run
@@ -83,3 +85,30 @@ def test_the_reference_runs_on_the_batched_engine_unless_asked_per_query(tiny_sp
     assert plan_variants(str(tiny_spm_hf), [], baselines=False)[0].options["batched"] is True
     official = plan_variants(str(tiny_spm_hf), [], baselines=False, reference_per_query=True)
     assert official[0].options["batched"] is False
+
+
+def _write_predictions(folder, variant: str, predictions: list[Prediction]) -> None:
+    rows = [{k: v for k, v in p.to_dict().items() if k != "prefill_seconds"} for p in predictions]
+    (folder / f"predictions-{variant}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_compare_gives_the_paired_delta_of_two_candidates_not_of_each_against_the_reference(tmp_path):
+    from uner.bench.compare import paired_delta
+
+    _write_predictions(tmp_path, "better", _variant(['["Ann"]', '["Bob"]']))  # F1 100
+    _write_predictions(tmp_path, "worse", _variant(['["Ann"]', "[]"]))  # F1 66.7
+    delta = paired_delta(tmp_path, "better", "worse")
+    assert delta.delta_f1["d"] == pytest.approx(100 - 200 / 3, abs=1e-6)
+    assert delta.delta_f1_ci95["d"] == pytest.approx((0.0, 100.0), abs=1e-6)  # the hand-resampled atoms, mirrored
+    assert (delta.changed_queries, delta.queries) == (1, 2)
+    assert paired_delta(tmp_path, "worse", "worse").delta_f1_ci95["average"] == (0.0, 0.0)
+
+
+def test_compare_refuses_an_unknown_variant_and_a_malformed_pair_with_one_error_line(tmp_path, capsys):
+    from uner.bench.compare import main
+
+    _write_predictions(tmp_path, "a", _variant(['["Ann"]', "[]"]))
+    assert main([str(tmp_path), "--pair", "a=missing"]) == 1
+    assert capsys.readouterr().err == "Error: expected a variant among a in " + f"{tmp_path}, got 'missing'\n"
+    assert main([str(tmp_path), "--pair", "a"]) == 1
+    assert capsys.readouterr().err.startswith("Error: expected --pair CANDIDATE=BASELINE")

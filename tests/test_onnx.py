@@ -186,8 +186,9 @@ def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_sp
         "bits": 4,
         "block_size": 64,
         "accuracy_level": 4,
-        "symmetric": True,
+        "symmetric": False,  # int4's default: asymmetric blocks, the measured best
         "head_bits": 4,
+        "int8_projections": [],
     }
     assert (out / "tokenizer.model").read_bytes() == (tiny_spm_hf / "tokenizer.model").read_bytes()
     assert not list(tmp_path.glob(".*partial"))
@@ -202,8 +203,11 @@ def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_sp
         (["-p", "fp16", "--device", "cpu"], "fp16 is a GPU precision; for CPU export fp32, int8 or int4"),
         (
             ["-p", "fp32", "--block-size", "32"],
-            "expected --block-size/--accuracy-level/--asymmetric/--head-bits only with int4/int8, got fp32",
+            "expected --block-size/--accuracy-level/--asymmetric/--head-bits/--int8-projections only with int4/int8,"
+            " got fp32",
         ),
+        (["-p", "int8", "--int8-projections", "up_proj"], "expected --int8-projections only with int4, got int8"),
+        (["-p", "int4", "--int8-projections", "up_proj,mlp"], "expected --int8-projections among qkv_proj"),
         (["-p", "int4", "--block-size", "48"], "expected --block-size among 16, 32, 64, 128, 256, got 48"),
     ],
 )

@@ -178,3 +178,53 @@ def test_head_bits_other_than_four_or_eight_is_refused(tmp_path):
     source = save_with_external_data(matmul_model(np.ones((32, 8), np.float32)), tmp_path / "fp32.onnx")
     with pytest.raises(CheckpointError, match="4 or 8 bits, got 6"):
         quantize_onnx(source, tmp_path / "out.onnx", 4, 32, head_bits=6)
+
+
+def projections_model(weights: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """x -> one MatMul per builder-named weight, in a chain (each square) -> a norm-like op, so
+    that no MatMul writes the graph output (none is the head)."""
+    nodes, previous = [], "x"
+    for index, name in enumerate(weights):
+        nodes.append(helper.make_node("MatMul", [previous, name], [f"h{index}"], name=f"/{name}/MatMul"))
+        previous = f"h{index}"
+    nodes.append(helper.make_node("Identity", [previous], ["y"], name="/final/Identity"))
+    k = next(iter(weights.values())).shape[0]
+    graph = helper.make_graph(
+        nodes,
+        "projections",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "s", k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "s", k])],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+def test_int8_projections_widen_that_projection_in_every_layer_and_nothing_else(tmp_path):
+    rng = np.random.default_rng(6)
+    names = [
+        f"model.layers.{layer}.{group}.MatMul.weight" for layer in (0, 1) for group in ("attn.qkv_proj", "mlp.up_proj")
+    ]
+    source = save_with_external_data(
+        projections_model({n: rng.standard_normal((32, 32)).astype(np.float32) for n in names}), tmp_path / "fp32.onnx"
+    )
+    quantize_onnx(source, tmp_path / "mixed.onnx", 4, 32, symmetric=False, int8_projections=["up_proj"])
+    graph = onnx.load(str(tmp_path / "mixed.onnx"), load_external_data=False).graph
+    bits = {n.input[1]: next(a.i for a in n.attribute if a.name == "bits") for n in graph.node if n.attribute}
+    assert bits == {
+        "model.layers.0.attn.qkv_proj.MatMul.weight_Q4": 4,
+        "model.layers.0.mlp.up_proj.MatMul.weight_Q8": 8,
+        "model.layers.1.attn.qkv_proj.MatMul.weight_Q4": 4,
+        "model.layers.1.mlp.up_proj.MatMul.weight_Q8": 8,
+    }
+    x = rng.standard_normal((1, 2, 32)).astype(np.float32)
+    assert np.isfinite(run(tmp_path / "mixed.onnx", {"x": x})).all()
+
+
+def test_unknown_int8_projections_and_int8_projections_in_an_int8_model_are_refused(tmp_path):
+    from uner.toolkit.errors import CheckpointError
+
+    source = save_with_external_data(matmul_model(np.ones((32, 8), np.float32)), tmp_path / "fp32.onnx")
+    with pytest.raises(CheckpointError, match="got mlp_proj"):
+        quantize_onnx(source, tmp_path / "out.onnx", 4, 32, int8_projections=["mlp_proj"])
+    with pytest.raises(CheckpointError, match="only in an int4 model, got 8 bits"):
+        quantize_onnx(source, tmp_path / "out.onnx", 8, 32, int8_projections=["up_proj"])

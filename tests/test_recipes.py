@@ -2,6 +2,7 @@
 
 import json
 
+import onnx
 import pytest
 
 from tests.conftest import DATA, TINY_RECIPE, write_recipe
@@ -48,6 +49,10 @@ def test_every_shipped_recipe_is_valid_and_gates_every_variant():
         (("max_new_tokens = 6", 'max_new_tokens = 6\nreference_device = "tpu"'), "bench.reference_device"),
         (('precisions = ["fp32"]', 'precisions = ["fp32"]\nhead_bits = 6'), "onnx.head_bits to be 4 or 8, got 6"),
         (('precisions = ["fp32"]', 'precisions = ["fp32"]\nasymmetric = "yes"'), "onnx.asymmetric to be true or"),
+        (
+            ('precisions = ["fp32"]', 'precisions = ["fp32"]\nint8_projections = ["mlp"]'),
+            "onnx.int8_projections among qkv_proj, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, got",
+        ),
     ],
 )
 def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_path, capsys, change, fragment):
@@ -58,16 +63,24 @@ def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_p
 
 
 def test_onnx_quantization_options_reach_the_quantized_variants_only(tiny_spm_hf, tmp_path):
-    options = 'precisions = ["fp32", "int4"]\nasymmetric = true\nhead_bits = 8'
+    # int4 defaults to asymmetric, so symmetric here shows the option arriving
+    options = 'precisions = ["fp32", "int4"]\nasymmetric = false\nhead_bits = 8\nint8_projections = ["up_proj"]'
     text = TINY_RECIPE.replace('precisions = ["fp32"]', options)
     recipe = load_recipe(write_recipe(tmp_path, tiny_spm_hf, text + "onnx-int4 = 50.0\n"))
-    assert recipe.onnx_quantization == {"symmetric": False, "head_bits": 8}
+    expected = {"symmetric": True, "head_bits": 8, "int8_projections": ["up_proj"]}
+    assert recipe.onnx_quantization == expected
     run = run_recipe(recipe, tmp_path / "out", bench=False, progress=False)
     variants = run.index["variants"]
-    assert variants["onnx-int4"]["build"]["quantization"] == {"symmetric": False, "head_bits": 8}
+    assert variants["onnx-int4"]["build"]["quantization"] == expected
     assert "quantization" not in variants["onnx-fp32"]["build"]
     manifest = json.loads((tmp_path / "out" / "onnx-int4" / "manifest.json").read_text())
-    assert manifest["quantization"]["symmetric"] is False and manifest["quantization"]["head_bits"] == 8
+    assert {key: manifest["quantization"][key] for key in expected} == expected
+    graph = onnx.load(str(tmp_path / "out" / "onnx-int4" / "model.onnx"), load_external_data=False).graph
+    matmuls = [n for n in graph.node if n.op_type == "MatMulNBits"]
+    widths = {
+        n.input[1].split(".MatMul")[0].split(".")[-1]: a.i for n in matmuls for a in n.attribute if a.name == "bits"
+    }
+    assert widths == {"qkv_proj": 4, "o_proj": 4, "gate_proj": 4, "up_proj": 8, "down_proj": 4, "lm_head": 8}
 
 
 def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, capsys):

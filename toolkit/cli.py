@@ -13,7 +13,7 @@ from uner._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, add_plugin_commands,
 from uner.errors import IntegrityError
 from uner.manifest import read_manifest, verify_folder
 from uner.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
-from uner.toolkit.constants import QUANT_TYPES, OutType
+from uner.toolkit.constants import PROJECTIONS, QUANT_TYPES, OutType
 from uner.toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
 from uner.toolkit.files import check_writable
 from uner.toolkit.imatrix import DEFAULT_TOKENS, MODES, collect, write_imatrix
@@ -33,6 +33,7 @@ ONNX_EXAMPLES = """
 Examples:
   uner-export onnx ./UniNER-7B-type --out ./out/onnx-int4 --precision int4                # CPU edge box
   uner-export onnx ./UniNER-7B-type --out ./out/onnx-fp16 --precision fp16 --device cuda
+  uner-export onnx ./UniNER-7B-type --out ./out/onnx-int4-mixed --int8-projections qkv_proj,up_proj
 
 Precision / device: {targets}.
 """.format(targets=", ".join(f"{p} {'|'.join(d)}" for p, d in EXPORT_TARGETS.items()))
@@ -149,14 +150,27 @@ def onnx(
         ),
     ] = None,
     asymmetric: Annotated[
-        bool,
-        typer.Option("--asymmetric", help="int4/int8: a zero point per block (its own range) instead of symmetric."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--asymmetric/--symmetric",
+            help="int4/int8: a zero point per block (its own range), or blocks centred on zero"
+            " (default: asymmetric int4, symmetric int8).",
+            show_default=False,
+        ),
+    ] = None,
     head_bits: Annotated[
         int | None,
         typer.Option(
             "--head-bits",
             help="int4: store the lm_head (and a tied embedding) at 8 bits, the tensor every logit reads.",
+            show_default=False,
+        ),
+    ] = None,
+    int8_projections: Annotated[
+        str | None,
+        typer.Option(
+            "--int8-projections",
+            help=f"int4: decoder projections kept at 8 bits in every layer, comma-separated, among {PROJECTIONS}.",
             show_default=False,
         ),
     ] = None,
@@ -178,8 +192,9 @@ def onnx(
         device.value if device else None,
         block_size=block_size,
         accuracy_level=accuracy_level,
-        symmetric=not asymmetric,
+        symmetric=None if asymmetric is None else not asymmetric,
         head_bits=head_bits,
+        int8_projections=tuple(filter(None, (int8_projections or "").split(","))),
         name=name,
         adapter=adapter,
         allow_pickle=allow_pickle,

@@ -71,3 +71,13 @@ def check_model_name(name: str) -> str:
     if not name or name in (".", "..") or any(c in name for c in "/\\\0") or name != name.strip():
         raise InputError(f"expected a model name (--name) usable in file names (no slashes, not empty), got {name!r}")
     return name
+
+
+#: the decoder projections of the ONNX model builder's graph, each one MatMul per layer
+#: (``qkv_proj`` when it fuses q, k and v); ``--int8-projections`` names them
+PROJECTIONS = ("qkv_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def unknown_projections(names) -> list[str]:
+    """The names among ``names`` that are not ``PROJECTIONS``, sorted (empty when all are)."""
+    return sorted(set(names) - set(PROJECTIONS))

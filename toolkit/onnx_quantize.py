@@ -17,34 +17,35 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from uner.toolkit.block_search import searched_block_quantize
+from uner.toolkit.constants import PROJECTIONS, unknown_projections
 from uner.toolkit.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
 
 _ALIGN = 4096  # page-aligned tensors can be memory-mapped by onnxruntime
-#: ``rtn``: onnxruntime's round-to-nearest kernels; ``search``: a searched asymmetric grid per
-#: block (:mod:`uner.toolkit.block_search`), weighted by an importance matrix when one is given.
-ALGORITHMS = ("rtn", "search")
-#: the model builder's MatMul weights -> the llama.cpp tensor whose input they share
-_BUILDER_WEIGHT = re.compile(r"model\.layers\.(\d+)\.(attn|mlp)\.(\w+)\.MatMul\.weight")
-_GGUF_PROJECTION = {
-    "qkv_proj": "attn_q",
-    "q_proj": "attn_q",
-    "k_proj": "attn_k",
-    "v_proj": "attn_v",
-    "o_proj": "attn_output",
-    "gate_proj": "ffn_gate",
-    "up_proj": "ffn_up",
-    "down_proj": "ffn_down",
-}
+#: the model builder's MatMul weights are ``model.layers.N.<group>.<projection>.MatMul.weight``
+_PROJECTION_WEIGHT = re.compile(r"model\.layers\.\d+\.\w+\.(\w+)\.MatMul\.weight")
+
+
+def projection_of(weight: str) -> str | None:
+    """The decoder projection a builder MatMul weight belongs to (``qkv_proj``...), or None."""
+    match = _PROJECTION_WEIGHT.fullmatch(weight)
+    return match.group(1) if match and match.group(1) in PROJECTIONS else None
+
+
+def check_projections(names: Collection[str]) -> tuple[str, ...]:
+    """``names`` as a sorted tuple of known projections, or a one-line error naming the unknown."""
+    unknown = unknown_projections(names)
+    if unknown:
+        raise CheckpointError(f"expected projections among {', '.join(PROJECTIONS)}, got {', '.join(unknown)}")
+    return tuple(sorted(set(names)))
 
 
 class _DataWriter:
@@ -106,16 +107,6 @@ def block_quantize(
     kernel = quantize_matmul_4bits if bits == 4 else quantize_matmul_8bits
     kernel(packed, padded, scales, zero_points, block_size, cols, rows, symmetric)
     return packed, scales, None if symmetric else zero_points
-
-
-def importance_of(weight: str, importance: Mapping[str, np.ndarray]) -> np.ndarray | None:
-    """The importance-matrix column means (keyed by llama.cpp names, ``blk.N.attn_q.weight``)
-    for one of the model builder's MatMul weights; q, k and v read the same input, so the fused
-    ``qkv_proj`` takes ``attn_q``'s. None for weights it has no entry for (the head)."""
-    match = _BUILDER_WEIGHT.fullmatch(weight)
-    if not match or match.group(3) not in _GGUF_PROJECTION:
-        return None
-    return importance.get(f"blk.{match.group(1)}.{_GGUF_PROJECTION[match.group(3)]}.weight")
 
 
 def _quantizable_weights(graph: onnx.GraphProto, initializers: dict[str, TensorProto]) -> set[str]:
@@ -222,24 +213,19 @@ def quantize_onnx(
     progress: Callable[[str], None] | None = None,
     symmetric: bool = True,
     head_bits: int | None = None,
-    algorithm: str = "rtn",
-    importance: Mapping[str, np.ndarray] | None = None,
+    int8_projections: Collection[str] = (),
 ) -> None:
     """Write ``target`` (+ ``target.data``): ``source``'s graph with MatMul weights as MatMulNBits
     (``symmetric=False``: each block also gets a zero point, its own range's offset;
-    ``head_bits``: the lm_head's width, default ``bits``; ``algorithm`` one of ``ALGORITHMS``,
-    ``search`` being asymmetric; ``importance``: an importance matrix's column means by
-    llama.cpp tensor name, which ``search`` weighs each weight's error by)."""
+    ``head_bits``: the lm_head's width, default ``bits``; ``int8_projections``: decoder
+    projections, among ``PROJECTIONS``, kept at 8 bits in an int4 model, in every layer)."""
     head_bits = head_bits or bits
     for width in (bits, head_bits):
         if width not in (4, 8):
             raise CheckpointError(f"expected 4 or 8 bits, got {width}")
-    if algorithm not in ALGORITHMS:
-        raise CheckpointError(f"expected an algorithm among {', '.join(ALGORITHMS)}, got {algorithm!r}")
-    if algorithm == "search":
-        symmetric = False
-    elif importance is not None:
-        raise CheckpointError("expected an importance matrix only with the search algorithm")
+    wide = check_projections(int8_projections)
+    if wide and bits != 4:
+        raise CheckpointError(f"expected int8 projections only in an int4 model, got {bits} bits")
     model = onnx.load(str(source), load_external_data=False)
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
@@ -257,13 +243,12 @@ def quantize_onnx(
             if progress:
                 progress(tensor.name)
             k, n = array.shape
-            width = head_bits if rewriter.is_head(tensor.name) else bits
-            weight = np.asarray(array, dtype=np.float32)
-            if algorithm == "search":
-                column_means = importance_of(tensor.name, importance) if importance else None
-                packed, scales, zero_points = searched_block_quantize(weight, width, block_size, column_means)
+            if rewriter.is_head(tensor.name):
+                width = head_bits
             else:
-                packed, scales, zero_points = block_quantize(weight, width, block_size, symmetric)
+                width = 8 if projection_of(tensor.name) in wide else bits
+            weight = np.asarray(array, dtype=np.float32)
+            packed, scales, zero_points = block_quantize(weight, width, block_size, symmetric)
             scales = scales.astype(array.dtype)  # MatMulNBits takes scales in the activation type
             kept += [writer.add(f"{tensor.name}_Q{width}", packed), writer.add(f"{tensor.name}_scales", scales)]
             if zero_points is not None:

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from uner.onnx_layout import EXPORT_TARGETS
-from uner.toolkit.constants import QUANT_TYPES, OutType, gguf_file_name
+from uner.toolkit.constants import PROJECTIONS, QUANT_TYPES, OutType, gguf_file_name, unknown_projections
 from uner.toolkit.errors import RecipeError
 from uner.toolkit.imatrix import DEFAULT_TOKENS
 
@@ -46,7 +46,7 @@ _TOP_KEYS = {
 #: the keys each table may hold ([gates] is keyed by variant names, checked against those)
 _TABLE_KEYS = {
     "gguf": {"outtype", "types", "imatrix", "imatrix_tokens"},
-    "onnx": {"precisions", "asymmetric", "head_bits"},
+    "onnx": {"precisions", "asymmetric", "head_bits", "int8_projections"},
     "bench": {"data", "limit", "max_limit", "max_new_tokens", "reference_device", "reference_dtype"},
 }
 
@@ -248,7 +248,7 @@ def _onnx_plan(entry: str, gates: dict) -> VariantPlan:
 
 
 def _onnx_quantization(onnx: dict) -> dict:
-    """``[onnx] asymmetric`` and ``head_bits`` as ``export_onnx`` keyword arguments."""
+    """``[onnx] asymmetric``, ``head_bits`` and ``int8_projections`` as ``export_onnx`` keyword arguments."""
     options = {}
     if "asymmetric" in onnx:
         if not isinstance(onnx["asymmetric"], bool):
@@ -258,6 +258,14 @@ def _onnx_quantization(onnx: dict) -> dict:
         if onnx["head_bits"] not in (4, 8) or isinstance(onnx["head_bits"], bool):
             raise RecipeError(f"expected onnx.head_bits to be 4 or 8, got {onnx['head_bits']!r}")
         options["head_bits"] = onnx["head_bits"]
+    if "int8_projections" in onnx:
+        names = _list(onnx, "int8_projections")
+        unknown = unknown_projections(names)
+        if unknown:
+            raise RecipeError(
+                f"expected onnx.int8_projections among {', '.join(PROJECTIONS)}, got {', '.join(unknown)}"
+            )
+        options["int8_projections"] = sorted(set(names))
     return options
 
 
