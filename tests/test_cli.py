@@ -232,7 +232,10 @@ def test_output_needs_an_input_file(smollm2_ggufs, tmp_path, capsys):
     assert_one_line_error(code, err, "expected --output with an --input file")
 
 
-def test_embedding_type_keeps_embeddings_unquantized_in_quantized_files(tiny_spm_hf, tmp_path, capsys):
+@pytest.mark.parametrize(("embedding_type", "ggml_type"), [("f16", "F16"), ("iq4_nl", "IQ4_NL")])
+def test_embedding_type_sets_the_embedding_and_output_tensors_of_quantized_files(
+    tiny_spm_hf, tmp_path, capsys, embedding_type, ggml_type
+):
     from gguf import GGMLQuantizationType, GGUFReader
 
     argv = [
@@ -245,15 +248,15 @@ def test_embedding_type_keeps_embeddings_unquantized_in_quantized_files(tiny_spm
         "--quant",
         "q8_0",
         "--embedding-type",
-        "f16",
+        embedding_type,
         "-q",
     ]
     code, _, err = run(uner_export, argv, capsys)
     assert code == 0, err
     types = {t.name: t.tensor_type for t in GGUFReader(tmp_path / "tiny-spm-llama.Q8_0.gguf").tensors}
-    assert types["token_embd.weight"] == types["output.weight"] == GGMLQuantizationType.F16
+    assert types["token_embd.weight"] == types["output.weight"] == GGMLQuantizationType[ggml_type]
     assert types["blk.0.attn_q.weight"] == GGMLQuantizationType.Q8_0
-    assert json.loads((tmp_path / "manifest.json").read_text())["embedding_type"] == "f16"
+    assert json.loads((tmp_path / "manifest.json").read_text())["embedding_type"] == embedding_type
 
 
 def test_an_unknown_embedding_type_fails_before_converting(tiny_spm_hf, tmp_path, capsys):

@@ -13,7 +13,7 @@ from uner._cli_utils import ForceOpt, QuietOpt, ThreadsOpt, add_plugin_commands,
 from uner.errors import IntegrityError
 from uner.manifest import read_manifest, verify_folder
 from uner.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
-from uner.toolkit.constants import PROJECTIONS, QUANT_TYPES, OutType
+from uner.toolkit.constants import EMBEDDING_TYPES, PROJECTIONS, QUANT_TYPES, OutType
 from uner.toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
 from uner.toolkit.files import check_writable
 from uner.toolkit.imatrix import DEFAULT_TOKENS, MODES, collect, write_imatrix
@@ -80,8 +80,8 @@ def gguf(
         typer.Option(
             "--embedding-type",
             help=(
-                "Token-embedding and output tensor type in quantized files (f32, f16, q8_0, q6_k), as "
-                "llama-quantize --token-embedding-type/--output-tensor-type."
+                f"Token-embedding and output tensor type in quantized files ({', '.join(EMBEDDING_TYPES)}), as "
+                "llama-quantize --token-embedding-type/--output-tensor-type (a tied small model's largest tensor)."
             ),
             show_default=False,
         ),

@@ -57,7 +57,15 @@ QUANT_TYPES = {
 
 #: ``--embedding-type`` names -> ggml type constant names: the token-embedding and output
 #: tensors of quantized files (tied small models read their logits through token_embd).
-EMBEDDING_TYPES = {"f32": "GGML_TYPE_F32", "f16": "GGML_TYPE_F16", "q8_0": "GGML_TYPE_Q8_0", "q6_k": "GGML_TYPE_Q6_K"}
+EMBEDDING_TYPES = {
+    "f32": "GGML_TYPE_F32",
+    "f16": "GGML_TYPE_F16",
+    "q8_0": "GGML_TYPE_Q8_0",
+    "q6_k": "GGML_TYPE_Q6_K",
+    # 4-bit, blocks of 32: they fit rows that are not a multiple of 256 (SmolLM2: 576)
+    "q4_0": "GGML_TYPE_Q4_0",
+    "iq4_nl": "GGML_TYPE_IQ4_NL",
+}
 
 
 def gguf_file_name(model_name: str, kind: str) -> str:
