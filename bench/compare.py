@@ -18,6 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from uner.bench.report import predictions_file
 from uner.bench.runner import Prediction
 from uner.bench.statistics import AVERAGE, bootstrap, changed_answers
 from uner.errors import InputError, first_line
@@ -41,7 +42,7 @@ class PairedDelta:
 
 def read_predictions(folder: Path, variant: str) -> list[Prediction]:
     """One variant's ``predictions-<variant>.jsonl`` from a bench output folder."""
-    path = Path(folder) / f"{PREFIX}{variant}{SUFFIX}"
+    path = Path(folder) / predictions_file(variant)  # the name as the report shows it, or as the file has it
     if not path.is_file():
         known = sorted(p.name[len(PREFIX) : -len(SUFFIX)] for p in Path(folder).glob(f"{PREFIX}*{SUFFIX}"))
         raise InputError(f"expected a variant among {', '.join(known) or '(none)'} in {folder}, got {variant!r}")

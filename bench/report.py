@@ -99,15 +99,16 @@ def summarize(runs: list[VariantRun], bandwidth: float) -> list[dict]:
     return variants
 
 
-def _file_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+def predictions_file(variant: str) -> str:
+    """``predictions-<variant>.jsonl``, the variant's name made safe for a file name."""
+    return f"predictions-{re.sub(r'[^A-Za-z0-9._-]+', '_', variant)}.jsonl"
 
 
 def write_predictions(out: Path, runs: list[VariantRun]) -> None:
     """``predictions-<variant>.jsonl`` per run, each written whole or not at all."""
     for run in runs:
         with (
-            atomic_path(out / f"predictions-{_file_name(run.spec.name)}.jsonl") as tmp,
+            atomic_path(out / predictions_file(run.spec.name)) as tmp,
             tmp.open("w", encoding="utf-8") as handle,
         ):
             for prediction in run.predictions:

@@ -89,15 +89,17 @@ def test_the_reference_runs_on_the_batched_engine_unless_asked_per_query(tiny_sp
 
 def _write_predictions(folder, variant: str, predictions: list[Prediction]) -> None:
     rows = [{k: v for k, v in p.to_dict().items() if k != "prefill_seconds"} for p in predictions]
-    (folder / f"predictions-{variant}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from uner.bench.report import predictions_file
+
+    (folder / predictions_file(variant)).write_text("".join(json.dumps(row) + "\n" for row in rows))
 
 
 def test_compare_gives_the_paired_delta_of_two_candidates_not_of_each_against_the_reference(tmp_path):
     from uner.bench.compare import paired_delta
 
-    _write_predictions(tmp_path, "better", _variant(['["Ann"]', '["Bob"]']))  # F1 100
+    _write_predictions(tmp_path, "reference:better", _variant(['["Ann"]', '["Bob"]']))  # F1 100
     _write_predictions(tmp_path, "worse", _variant(['["Ann"]', "[]"]))  # F1 66.7
-    delta = paired_delta(tmp_path, "better", "worse")
+    delta = paired_delta(tmp_path, "reference:better", "worse")  # the report's name, not the file's
     assert delta.delta_f1["d"] == pytest.approx(100 - 200 / 3, abs=1e-6)
     assert delta.delta_f1_ci95["d"] == pytest.approx((0.0, 100.0), abs=1e-6)  # the hand-resampled atoms, mirrored
     assert (delta.changed_queries, delta.queries) == (1, 2)
