@@ -5,7 +5,7 @@ The bench's ΔF1 is against the reference; whether candidate A beats candidate B
 about their *difference*, which is much better determined than the gap between two ΔF1 intervals
 suggests, because both were scored on the same texts. This reads the run's
 ``predictions-<variant>.jsonl`` files and resamples both with the same draws
-(:func:`uner.bench.statistics.bootstrap`).
+(:func:`uner.bench.scoring.score_by_dataset`, whose bootstrap is paired).
 
     python -m uner.bench.compare bench/results/smol --pair model.Q4_K_M-conversations.gguf=model.Q4_K_M-none.gguf
 """
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from uner.bench.report import predictions_file
 from uner.bench.runner import Prediction
-from uner.bench.statistics import AVERAGE, bootstrap, changed_answers
+from uner.bench.scoring import score_by_dataset
+from uner.bench.statistics import AVERAGE
 from uner.errors import InputError, first_line
-from uner.metrics import official_score
 from uner.toolkit.gates import interval_text
 
 PREFIX, SUFFIX = "predictions-", ".jsonl"
@@ -51,28 +51,19 @@ def read_predictions(folder: Path, variant: str) -> list[Prediction]:
     return [Prediction(**{**fields, **row}) for row in rows]
 
 
-def _f1_by_dataset(predictions: list[Prediction]) -> dict[str, float]:
-    groups: dict[str, list[Prediction]] = {}
-    for p in predictions:
-        groups.setdefault(p.dataset, []).append(p)
-    scores = {name: 100 * official_score([p.raw for p in g], [p.gold for p in g]).f1 for name, g in groups.items()}
-    scores[AVERAGE] = sum(scores.values()) / len(scores)
-    return scores
-
-
 def paired_delta(folder: Path, candidate: str, baseline: str) -> PairedDelta:
-    """ΔF1 of ``candidate`` against ``baseline`` (two variants of the bench run in ``folder``)."""
+    """ΔF1 of ``candidate`` against ``baseline`` (two variants of the bench run in ``folder``),
+    scored as the bench scores a candidate against its reference."""
     mine, theirs = read_predictions(folder, candidate), read_predictions(folder, baseline)
     if {(p.dataset, p.id) for p in mine} != {(p.dataset, p.id) for p in theirs}:
         raise InputError(f"expected {candidate} and {baseline} to answer the same queries")
-    f1_mine, f1_theirs = _f1_by_dataset(mine), _f1_by_dataset(theirs)
-    intervals = bootstrap(mine, theirs)
+    scores = score_by_dataset(mine, theirs)
     return PairedDelta(
         candidate,
         baseline,
-        {name: f1_mine[name] - f1_theirs[name] for name in f1_mine},
-        {name: interval.delta_f1_ci95 for name, interval in intervals.items()},
-        changed_answers(mine, theirs).queries,
+        {name: score.delta_f1 for name, score in scores.items()},
+        {name: score.delta_f1_ci95 for name, score in scores.items()},
+        scores[AVERAGE].changed_answers.queries,
         len(mine),
     )
 
