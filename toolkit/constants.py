@@ -86,6 +86,9 @@ def check_model_name(name: str) -> str:
 PROJECTIONS = ("qkv_proj", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
-def unknown_projections(names) -> list[str]:
-    """The names among ``names`` that are not ``PROJECTIONS``, sorted (empty when all are)."""
-    return sorted(set(names) - set(PROJECTIONS))
+def check_projections(names, what: str, error: type[Exception]) -> tuple[str, ...]:
+    """``names`` as a sorted tuple of ``PROJECTIONS``, or ``error`` naming ``what`` (the option
+    or key the names came from) and the unknown ones."""
+    if unknown := sorted(set(names) - set(PROJECTIONS)):
+        raise error(f"expected {what} among {', '.join(PROJECTIONS)}, got {', '.join(unknown)}")
+    return tuple(sorted(set(names)))

@@ -33,7 +33,7 @@ from uner.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, che
 from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import SIDE_FILES, HFCheckpoint
-from uner.toolkit.constants import PROJECTIONS, TOOL_NAME, check_model_name, unknown_projections
+from uner.toolkit.constants import TOOL_NAME, check_model_name, check_projections
 from uner.toolkit.errors import CheckpointError, OutputExists
 from uner.toolkit.files import (
     PARTIAL_SUFFIX,
@@ -127,9 +127,7 @@ def weight_quantization(
         raise InputError(f"expected --head-bits 4 or 8, got {head_bits}")
     if int8_projections and precision != "int4":
         raise InputError(f"expected --int8-projections only with int4, got {precision}")
-    if unknown := unknown_projections(int8_projections):
-        raise InputError(f"expected --int8-projections among {', '.join(PROJECTIONS)}, got {', '.join(unknown)}")
-    int8_projections = tuple(sorted(set(int8_projections)))
+    int8_projections = check_projections(int8_projections, "--int8-projections", InputError)
     block = block_size or DEFAULT_BLOCK_SIZE
     if block not in BLOCK_SIZES:
         raise InputError(f"expected --block-size among {', '.join(map(str, BLOCK_SIZES))}, got {block}")

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from uner.toolkit.constants import PROJECTIONS, unknown_projections
+from uner.toolkit.constants import PROJECTIONS, check_projections
 from uner.toolkit.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -38,14 +38,6 @@ def projection_of(weight: str) -> str | None:
     """The decoder projection a builder MatMul weight belongs to (``qkv_proj``...), or None."""
     match = _PROJECTION_WEIGHT.fullmatch(weight)
     return match.group(1) if match and match.group(1) in PROJECTIONS else None
-
-
-def check_projections(names: Collection[str]) -> tuple[str, ...]:
-    """``names`` as a sorted tuple of known projections, or a one-line error naming the unknown."""
-    unknown = unknown_projections(names)
-    if unknown:
-        raise CheckpointError(f"expected projections among {', '.join(PROJECTIONS)}, got {', '.join(unknown)}")
-    return tuple(sorted(set(names)))
 
 
 class _DataWriter:
@@ -223,7 +215,7 @@ def quantize_onnx(
     for width in (bits, head_bits):
         if width not in (4, 8):
             raise CheckpointError(f"expected 4 or 8 bits, got {width}")
-    wide = check_projections(int8_projections)
+    wide = check_projections(int8_projections, "projections", CheckpointError)
     if wide and bits != 4:
         raise CheckpointError(f"expected int8 projections only in an int4 model, got {bits} bits")
     model = onnx.load(str(source), load_external_data=False)

@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 
 from uner.onnx_layout import EXPORT_TARGETS
-from uner.toolkit.constants import PROJECTIONS, QUANT_TYPES, OutType, gguf_file_name, unknown_projections
+from uner.toolkit.constants import QUANT_TYPES, OutType, check_projections, gguf_file_name
 from uner.toolkit.errors import RecipeError
 from uner.toolkit.imatrix import DEFAULT_TOKENS
 
@@ -259,13 +259,8 @@ def _onnx_quantization(onnx: dict) -> dict:
             raise RecipeError(f"expected onnx.head_bits to be 4 or 8, got {onnx['head_bits']!r}")
         options["head_bits"] = onnx["head_bits"]
     if "int8_projections" in onnx:
-        names = _list(onnx, "int8_projections")
-        unknown = unknown_projections(names)
-        if unknown:
-            raise RecipeError(
-                f"expected onnx.int8_projections among {', '.join(PROJECTIONS)}, got {', '.join(unknown)}"
-            )
-        options["int8_projections"] = sorted(set(names))
+        names = check_projections(_list(onnx, "int8_projections"), "onnx.int8_projections", RecipeError)
+        options["int8_projections"] = list(names)
     return options
 
 
