@@ -87,7 +87,14 @@ class Importance:
             else:
                 files = [Path(self._data_dir) / name for name in plan.data]
                 logger.info("imatrix: measuring on %s", ", ".join(plan.data))
-                matrix = collect(source, files, tokens=plan.tokens, n_threads=self._threads, progress=progress)
+                matrix = collect(
+                    source,
+                    files,
+                    tokens=plan.tokens,
+                    n_threads=self._threads,
+                    progress=progress,
+                    output=plan.output_head,
+                )
                 write_imatrix(path, matrix)
                 self._index["imatrix"] = {
                     **imatrix_record(path, matrix),

@@ -4,6 +4,7 @@ format, and weighed in by the quantizer."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -60,7 +61,7 @@ def test_the_imatrix_file_is_llama_cpp_gguf_imatrix_read_back_by_gguf_py(tiny_im
     assert reader.get_field("imatrix.datasets").contents() == ["train.txt", "engtrain.bio"]
     assert reader.get_field("imatrix.chunk_count").contents() == matrix.chunks > 0
     tensors = {t.name: t for t in reader.tensors}
-    expected = {f"blk.{layer}.{part}.weight" for layer in range(2) for part in LINEARS}
+    expected = {f"blk.{layer}.{part}.weight" for layer in range(2) for part in LINEARS} | {"output.weight"}
     assert set(tensors) == {name + suffix for name in expected for suffix in (".in_sum2", ".counts")}
     for name in expected:
         columns = 128 if "ffn_down" in name else 64  # each weight's input width
@@ -72,6 +73,22 @@ def test_the_imatrix_file_is_llama_cpp_gguf_imatrix_read_back_by_gguf_py(tiny_im
     assert again.counts == matrix.counts and again.datasets == matrix.datasets
     for name, sums in matrix.sums.items():
         np.testing.assert_allclose(again.sums[name], sums, rtol=1e-6)
+
+
+def test_the_output_head_entry_is_named_after_the_tensor_llama_cpp_quantizes_for_it(tiny_spm_hf, tmp_path):
+    tied = tmp_path / "tied"
+    shutil.copytree(tiny_spm_hf, tied)
+    config = json.loads((tied / "config.json").read_text())
+    (tied / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": True}))
+    heads = {
+        "untied": collect(tiny_spm_hf, TRAIN, tokens=300, n_threads=1, progress=False),
+        "tied": collect(tied, TRAIN, tokens=300, n_threads=1, progress=False),
+        "blocks only": collect(tiny_spm_hf, TRAIN, tokens=300, n_threads=1, progress=False, output=False),
+    }
+    names = {key: {n for n in matrix.sums if not n.startswith("blk.")} for key, matrix in heads.items()}
+    assert names == {"untied": {"output.weight"}, "tied": {"token_embd.weight"}, "blocks only": set()}
+    untied = heads["untied"]
+    assert untied.counts["output.weight"] == untied.tokens
 
 
 def test_the_quantizer_weighs_by_the_imatrix_where_llama_cpp_uses_one(tiny_spm_ggufs, tiny_imatrix, tmp_path):

@@ -275,7 +275,11 @@ def test_a_recipe_imatrix_weighs_its_quantizations_once_and_is_kept_while_its_se
     record = run.index["imatrix"]
     assert record["datasets"] == ["crossner_ai/train.txt"] and record["tokens"] >= 400
     assert record["sha256"] == sha256_file(tmp_path / "out" / "imatrix.gguf")
-    assert run.index["variants"]["q4_k_m"]["build"]["imatrix"] == {"data": ["crossner_ai/train.txt"], "tokens": 400}
+    assert run.index["variants"]["q4_k_m"]["build"]["imatrix"] == {
+        "data": ["crossner_ai/train.txt"],
+        "tokens": 400,
+        "output_head": True,
+    }
     assert "imatrix" not in run.index["variants"]["f16"]["build"]  # the converted file is not quantized
     card = plan_push(tmp_path / "out", "me/tiny-uner", include_failed=True).card
     assert "`q4_k_m` weigh their rounding by an importance matrix measured on" in card

@@ -278,6 +278,13 @@ def imatrix(
     dtype: Annotated[
         str, typer.Option("--dtype", help="Torch dtype of the model while measuring (float32, bfloat16, ...).")
     ] = "float32",
+    output_head: Annotated[
+        bool,
+        typer.Option(
+            "--output-head/--no-output-head",
+            help="Also measure the output head's inputs (token_embd.weight when tied); llama-imatrix skips it.",
+        ),
+    ] = True,
     force: ForceOpt = False,
     threads: ThreadsOpt = None,
     quiet: QuietOpt = False,
@@ -285,7 +292,16 @@ def imatrix(
     """Measure llama.cpp's importance matrix on UniNER conversations, for `gguf --imatrix`."""
     setup_logging(quiet)
     check_writable([out], force)
-    matrix = collect(source, data, tokens=tokens, mode=mode.value, dtype=dtype, n_threads=threads, progress=not quiet)
+    matrix = collect(
+        source,
+        data,
+        tokens=tokens,
+        mode=mode.value,
+        dtype=dtype,
+        n_threads=threads,
+        progress=not quiet,
+        output=output_head,
+    )
     write_imatrix(out, matrix)
     logger.info("%d tensors, %d sequences, %d tokens", len(matrix.sums), matrix.chunks, matrix.tokens)
     typer.echo(str(out))

@@ -109,10 +109,17 @@ def collect(
     dtype: str = "float32",
     n_threads: int | None = None,
     progress: bool = True,
+    output: bool = True,
 ) -> ImportanceMatrix:
     """Run the HF model at ``model`` over calibration sequences from ``files`` and sum each
-    decoder linear layer's squared inputs per column (llama.cpp collects ``blk.*`` weights only,
-    not the output head, by default; so does this)."""
+    decoder linear layer's squared inputs per column, and the output head's.
+
+    llama-imatrix skips the output head unless ``--process-output``; here it is on by default
+    because on a tied model the head *is* the token embedding, 21 % of SmolLM2's weights: its entry
+    (the final hidden states' squares) is named ``token_embd.weight`` when the embedding is tied,
+    ``output.weight`` otherwise. With a 4-bit embedding it measured +1.48 [−0.91, +4.12] F1 over
+    none (2,078 queries, IQ4_XS). ``output=False`` collects ``blk.*`` only, as llama.cpp does.
+    """
     import torch
 
     from uner.torch_backend import TorchExtractor
@@ -121,11 +128,15 @@ def collect(
     names = LlamaTensorMap(params.n_layer, params.n_head, params.n_head_kv)
     matrix = ImportanceMatrix(datasets=[Path(f).name for f in files])
     with TorchExtractor(model, dtype=dtype, n_threads=n_threads) as extractor, extractor.threads():
-        hooks = []
-        for module_name, module in extractor.model.named_modules():
-            if isinstance(module, torch.nn.Linear) and ".layers." in f".{module_name}":
-                hook = _accumulator(matrix, names.gguf_name(f"{module_name}.weight"))
-                hooks.append(module.register_forward_pre_hook(hook))
+        targets = {
+            names.gguf_name(f"{module_name}.weight"): module
+            for module_name, module in extractor.model.named_modules()
+            if isinstance(module, torch.nn.Linear) and ".layers." in f".{module_name}"
+        }
+        if output:
+            head = "token_embd.weight" if params.tie_embeddings else "output.weight"
+            targets[head] = extractor.model.get_output_embeddings()
+        hooks = [module.register_forward_pre_hook(_accumulator(matrix, name)) for name, module in targets.items()]
         sequences = calibration_sequences(files, extractor.encode, extractor.eos_id, extractor.bos_id, tokens, mode)
         bar = _bar(tokens, progress)
         try:

@@ -90,9 +90,10 @@ class ImatrixPlan:
 
     data: tuple[str, ...]
     tokens: int = DEFAULT_TOKENS
+    output_head: bool = True  # part of the settings: a matrix measured without it is remeasured
 
     def as_dict(self) -> dict:
-        return {"data": list(self.data), "tokens": self.tokens}
+        return {"data": list(self.data), "tokens": self.tokens, "output_head": self.output_head}
 
 
 @dataclass(frozen=True)
