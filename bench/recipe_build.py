@@ -49,8 +49,13 @@ def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
 
 
 def _onnx_options(recipe: Recipe, plan: VariantPlan) -> dict:
-    """The recipe's int4/int8 options (asymmetric blocks, the head's bits) for this ONNX variant."""
-    return dict(recipe.onnx_quantization) if plan.kind in ("int4", "int8") else {}
+    """The recipe's int4/int8 options (asymmetric blocks, the head's bits) for this ONNX variant;
+    GPTQ's only for int4 (the only width it rounds)."""
+    options = dict(recipe.onnx_quantization) if plan.kind in ("int4", "int8") else {}
+    if plan.kind != "int4":
+        options.pop("gptq_data", None)
+        options.pop("gptq_tokens", None)
+    return options
 
 
 def _is_built(out: Path, index: dict, plan: VariantPlan, settings: dict, checked: CheckedFiles) -> bool:
@@ -130,15 +135,20 @@ def _build_gguf(
         quantize_gguf(base, folder / gguf_file_name(recipe.name, plan.kind), plan.kind, n_threads, importance=means)
 
 
-def _build_onnx(recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool) -> None:
+def _build_onnx(
+    recipe: Recipe, source: Path, out: Path, plan: VariantPlan, progress: bool, data_dir: Path | None
+) -> None:
     from uner.toolkit.export_onnx import export_onnx
 
+    options = _onnx_options(recipe, plan)
+    if "gptq_data" in options:
+        options["gptq_data"] = tuple(Path(data_dir or ".") / name for name in options["gptq_data"])
     export_onnx(
         source,
         out / plan.path(recipe.name),
         plan.kind,
         plan.device,
-        **_onnx_options(recipe, plan),
+        **options,
         name=recipe.name,
         allow_pickle=recipe.allow_pickle,
         force=True,
@@ -181,7 +191,7 @@ def build_variants(
         if plan.format == "gguf":
             _build_gguf(recipe, source.path(), out, plan, progress, n_threads, importance)
         else:
-            _build_onnx(recipe, source.path(), out, plan, progress)
+            _build_onnx(recipe, source.path(), out, plan, progress, data_dir)
         index["variants"][plan.name] = {
             "format": plan.format,
             "kind": plan.kind,

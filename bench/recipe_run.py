@@ -235,10 +235,12 @@ def check_bench_data(recipe: Recipe, data_dir: Path | None) -> None:
         _check_data(recipe.bench.data, data_dir, "bench data", " for the parity check, or --no-bench")
 
 
-def check_imatrix_data(recipe: Recipe, data_dir: Path | None) -> None:
-    """Refuse to start when the importance matrix could not be measured: before anything is built."""
+def check_calibration_data(recipe: Recipe, data_dir: Path | None) -> None:
+    """Refuse to start when the importance matrix or GPTQ Hessians could not be measured: before anything is built."""
     if recipe.gguf_imatrix is not None:
         _check_data(recipe.gguf_imatrix.data, data_dir, "imatrix calibration data", "")
+    if gptq := recipe.onnx_quantization.get("gptq_data"):
+        _check_data(gptq, data_dir, "GPTQ calibration data", "")
 
 
 def run_recipe(
@@ -264,7 +266,7 @@ def run_recipe(
     data = Path(data_dir) if data_dir else None
     if bench:
         check_bench_data(recipe, data)
-    check_imatrix_data(recipe, data)
+    check_calibration_data(recipe, data)
     index = _fresh_index(recipe, read_manifest(out) if (out / MANIFEST).is_file() else None)
     out.mkdir(parents=True, exist_ok=True)
     source = SourceFolder(recipe)

@@ -12,8 +12,9 @@ import pytest
 from tests.conftest import DATA
 from tests.test_cli import assert_one_line_error, run
 from uner.manifest import sha256_file
+from uner.toolkit.calibration import calibration_sequences
 from uner.toolkit.cli import main as uner_export
-from uner.toolkit.imatrix import calibration_sequences, collect, read_imatrix, write_imatrix
+from uner.toolkit.imatrix import collect, read_imatrix, write_imatrix
 from uner.toolkit.quantize import quantize_gguf
 
 TRAIN = [DATA / "crossner_ai" / "train.txt", DATA / "mit_movie" / "engtrain.bio"]

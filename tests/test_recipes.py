@@ -53,6 +53,10 @@ def test_every_shipped_recipe_is_valid_and_gates_every_variant():
             ('precisions = ["fp32"]', 'precisions = ["fp32"]\nint8_projections = ["mlp"]'),
             "onnx.int8_projections among qkv_proj, q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, got",
         ),
+        (
+            ('precisions = ["fp32"]', 'precisions = ["fp32"]\ngptq_tokens = 300'),
+            "onnx.gptq_tokens, a positive count, with",
+        ),
     ],
 )
 def test_a_recipe_mistake_is_a_one_line_error_before_any_work(tiny_spm_hf, tmp_path, capsys, change, fragment):
@@ -81,6 +85,21 @@ def test_onnx_quantization_options_reach_the_quantized_variants_only(tiny_spm_hf
         n.input[1].split(".MatMul")[0].split(".")[-1]: a.i for n in matmuls for a in n.attribute if a.name == "bits"
     }
     assert widths == {"qkv_proj": 4, "o_proj": 4, "gate_proj": 4, "up_proj": 8, "down_proj": 4, "lm_head": 8}
+
+
+def test_recipe_gptq_reaches_the_int4_variant_only_and_its_data_is_checked_before_any_work(tiny_spm_hf, tmp_path):
+    options = 'precisions = ["fp32", "int8", "int4"]\ngptq = ["crossner_ai/train.txt"]\ngptq_tokens = 300'
+    text = TINY_RECIPE.replace('precisions = ["fp32"]', options)
+    recipe = load_recipe(write_recipe(tmp_path, tiny_spm_hf, text + "onnx-int4 = 50.0\nonnx-int8 = 50.0\n"))
+    with pytest.raises(RecipeError, match="GPTQ calibration data in .*, missing crossner_ai/train.txt"):
+        run_recipe(recipe, tmp_path / "nothing", data_dir=tmp_path, bench=False, progress=False)
+    assert not (tmp_path / "nothing").exists()
+    run = run_recipe(recipe, tmp_path / "out", data_dir=DATA, bench=False, progress=False)
+    variants = run.index["variants"]
+    assert variants["onnx-int4"]["build"]["quantization"]["gptq_data"] == ["crossner_ai/train.txt"]
+    assert "gptq_data" not in variants["onnx-int8"]["build"].get("quantization", {})
+    manifest = json.loads((tmp_path / "out" / "onnx-int4" / "manifest.json").read_text())
+    assert manifest["quantization"]["gptq"] == {"data": ["train.txt"], "tokens": 300}
 
 
 def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, capsys):

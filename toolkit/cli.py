@@ -14,9 +14,10 @@ from uner.errors import IntegrityError
 from uner.manifest import read_manifest, verify_folder
 from uner.onnx_layout import EXPORT_TARGETS, PRECISIONS, PROVIDERS
 from uner.toolkit.constants import EMBEDDING_TYPES, PROJECTIONS, QUANT_TYPES, OutType
-from uner.toolkit.export_onnx import BLOCK_SIZES, DEFAULT_BLOCK_SIZE, export_onnx
+from uner.toolkit.export_onnx import export_onnx
 from uner.toolkit.files import check_writable
 from uner.toolkit.imatrix import DEFAULT_TOKENS, MODES, collect, write_imatrix
+from uner.toolkit.onnx_settings import BLOCK_SIZES, DEFAULT_BLOCK_SIZE
 from uner.toolkit.pipeline import export_gguf_ladder
 from uner.toolkit.publish import describe, plan_push
 from uner.toolkit.publish import push as publish
@@ -34,6 +35,7 @@ Examples:
   uner-export onnx ./UniNER-7B-type --out ./out/onnx-int4 --precision int4                # CPU edge box
   uner-export onnx ./UniNER-7B-type --out ./out/onnx-fp16 --precision fp16 --device cuda
   uner-export onnx ./UniNER-7B-type --out ./out/onnx-int4-mixed --int8-projections qkv_proj,up_proj
+  uner-export onnx ./UniNER-7B-type --out ./out/onnx-int4-gptq --gptq-data ../shared/data/conll2003/train.txt
 
 Precision / device: {targets}.
 """.format(targets=", ".join(f"{p} {'|'.join(d)}" for p, d in EXPORT_TARGETS.items()))
@@ -174,6 +176,24 @@ def onnx(
             show_default=False,
         ),
     ] = None,
+    gptq_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--gptq-data",
+            help="int4: round by GPTQ, with each layer's input Hessian measured on UniNER conversations"
+            " from this training file (repeatable; CoNLL/BIO or UniNER JSON; never the eval files).",
+            show_default=False,
+        ),
+    ] = None,
+    gptq_tokens: Annotated[
+        int | None,
+        typer.Option(
+            "--gptq-tokens",
+            min=1,
+            help=f"Calibration tokens for --gptq-data (default {DEFAULT_TOKENS}).",
+            show_default=False,
+        ),
+    ] = None,
     name: Annotated[
         str | None,
         typer.Option("--name", help="Model name in the manifest (default: folder name).", show_default=False),
@@ -195,6 +215,8 @@ def onnx(
         symmetric=None if asymmetric is None else not asymmetric,
         head_bits=head_bits,
         int8_projections=tuple(filter(None, (int8_projections or "").split(","))),
+        gptq_data=tuple(gptq_data or ()),
+        gptq_tokens=gptq_tokens,
         name=name,
         adapter=adapter,
         allow_pickle=allow_pickle,

@@ -28,12 +28,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from uner import __version__
-from uner.errors import InputError, first_line
+from uner.errors import first_line
 from uner.onnx_layout import EXPORT_TARGETS, MANIFEST, PROMPT_FILE, RUNS_ON, check_export_target
 from uner.prompt import TEMPLATE
 from uner.toolkit.adapter import merge_prefix, merged_source
 from uner.toolkit.checkpoint import SIDE_FILES, HFCheckpoint
-from uner.toolkit.constants import TOOL_NAME, check_model_name, check_projections
+from uner.toolkit.constants import TOOL_NAME, check_model_name
 from uner.toolkit.errors import CheckpointError, OutputExists
 from uner.toolkit.files import (
     PARTIAL_SUFFIX,
@@ -46,8 +46,10 @@ from uner.toolkit.files import (
     umask,
     write_json_atomic,
 )
+from uner.toolkit.gptq import collect_hessians
 from uner.toolkit.mapped_model import builder_uses, mapped_llama
 from uner.toolkit.onnx_quantize import quantize_onnx
+from uner.toolkit.onnx_settings import WeightQuantization, weight_quantization
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,6 @@ ONNX_FILE = "model.onnx"
 SOURCE_FILES = ("config.json", *SIDE_FILES)
 #: what the builder writes besides the graph that we replace with the source's originals.
 _BUILDER_COPIES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja")
-DEFAULT_BLOCK_SIZE = 32
-BLOCK_SIZES = (16, 32, 64, 128, 256)
 
 
 @dataclass
@@ -79,65 +79,6 @@ def provider_hints(precision: str, device: str) -> list[str]:
     if device == "cpu":
         return ["cpu"]
     return [p for p in RUNS_ON[precision] if p != "cpu"]
-
-
-@dataclass(frozen=True)
-class WeightQuantization:
-    """int4/int8 MatMulNBits settings; ``accuracy_level`` 4 = int8 activations (fastest on CPU)."""
-
-    bits: int
-    block_size: int
-    accuracy_level: int | None
-    symmetric: bool = True
-    head_bits: int | None = None  # the lm_head's own width (None: ``bits``)
-    int8_projections: tuple[str, ...] = ()  # decoder projections kept at 8 bits in an int4 model
-
-    def as_dict(self) -> dict:
-        return {
-            "bits": self.bits,
-            "block_size": self.block_size,
-            "accuracy_level": self.accuracy_level,
-            "symmetric": self.symmetric,
-            "head_bits": self.head_bits or self.bits,
-            "int8_projections": list(self.int8_projections),
-        }
-
-
-def weight_quantization(
-    precision: str,
-    device: str,
-    block_size: int | None,
-    accuracy_level: int | None,
-    symmetric: bool | None = None,
-    head_bits: int | None = None,
-    int8_projections: tuple[str, ...] = (),
-) -> WeightQuantization | None:
-    """The int4/int8 settings, defaults filled in (None for float precisions); ``symmetric``
-    defaults to asymmetric int4 (measured ~5 F1 better than symmetric on uniner-smol-135m for
-    0.15 more bits per weight) and symmetric int8 (already within noise of the reference)."""
-    if precision not in ("int4", "int8"):
-        given = (block_size, accuracy_level, symmetric, head_bits)
-        if any(value is not None for value in given) or int8_projections:
-            raise InputError(
-                "expected --block-size/--accuracy-level/--asymmetric/--head-bits/--int8-projections"
-                f" only with int4/int8, got {precision}"
-            )
-        return None
-    if head_bits is not None and head_bits not in (4, 8):
-        raise InputError(f"expected --head-bits 4 or 8, got {head_bits}")
-    if int8_projections and precision != "int4":
-        raise InputError(f"expected --int8-projections only with int4, got {precision}")
-    int8_projections = check_projections(int8_projections, "--int8-projections", InputError)
-    block = block_size or DEFAULT_BLOCK_SIZE
-    if block not in BLOCK_SIZES:
-        raise InputError(f"expected --block-size among {', '.join(map(str, BLOCK_SIZES))}, got {block}")
-    if accuracy_level is not None and accuracy_level not in (0, 1, 2, 3, 4):
-        raise InputError(f"expected --accuracy-level 0-4, got {accuracy_level}")
-    default_level = 4 if device == "cpu" else None  # the builder's defaults: int8 compute on CPU
-    level = accuracy_level if accuracy_level is not None else default_level
-    bits = int(precision[3:])
-    symmetric = bits == 8 if symmetric is None else symmetric
-    return WeightQuantization(bits, block, level, symmetric, head_bits, int8_projections)
 
 
 class _BuilderLog(io.TextIOBase):
@@ -212,6 +153,11 @@ def _build_graph(
         _run_builder(checkpoint, out, precision, device, progress)
         return
     stage = out / ".float-stage"
+    hessians = None
+    if quantization.gptq_data:  # measured first: a bad calibration file fails before the long build
+        hessians = collect_hessians(
+            checkpoint.folder, quantization.gptq_data, tokens=quantization.gptq_tokens, progress=progress
+        )
     _run_builder(checkpoint, stage, "fp32" if device == "cpu" else "fp16", device, progress)
     with tqdm(desc=f"int{quantization.bits} weights", unit=" tensors", disable=not progress) as bar:
         quantize_onnx(
@@ -224,6 +170,7 @@ def _build_graph(
             symmetric=quantization.symmetric,
             head_bits=quantization.head_bits,
             int8_projections=quantization.int8_projections,
+            hessians=hessians,
         )
     for path in stage.iterdir():
         if not path.name.startswith(ONNX_FILE):
@@ -319,6 +266,8 @@ def export_onnx(
     symmetric: bool | None = None,
     head_bits: int | None = None,
     int8_projections: tuple[str, ...] = (),
+    gptq_data: tuple[str | Path, ...] = (),
+    gptq_tokens: int | None = None,
     name: str | None = None,
     adapter: str | Path | None = None,
     allow_pickle: bool = False,
@@ -337,6 +286,9 @@ def export_onnx(
         head_bits: the lm_head's width (and its tied embedding's), 4 or 8; default the model's.
         int8_projections: int4 only: decoder projections (``qkv_proj``, ``up_proj``...) kept at
             8 bits in every layer, the ones a sensitivity sweep finds the int4 loss in.
+        gptq_data: int4 only: training files (CoNLL/BIO or UniNER JSON) whose UniNER conversations
+            (``gptq_tokens`` of them, default 50k) measure each layer's input Hessian; the 4-bit
+            weights are then rounded by GPTQ instead of to nearest. Never the bench's eval files.
         adapter: a PEFT LoRA folder merged into ``source`` before export.
         allow_pickle: also read ``pytorch_model*.bin`` (as UniNER's own releases are); trusted files only.
 
@@ -347,7 +299,15 @@ def export_onnx(
     device = device or default_device(precision)
     check_export_target(precision, device)
     quantization = weight_quantization(
-        precision, device, block_size, accuracy_level, symmetric, head_bits, tuple(int8_projections)
+        precision,
+        device,
+        block_size,
+        accuracy_level,
+        symmetric,
+        head_bits,
+        tuple(int8_projections),
+        tuple(map(Path, gptq_data)),
+        gptq_tokens,
     )
     source_checkpoint = HFCheckpoint(source, allow_pickle=allow_pickle)  # complete and readable, or refused
     model_name = check_model_name(name or source_checkpoint.name)

@@ -16,25 +16,21 @@ The file is llama.cpp's GGUF imatrix format (``general.type = "imatrix"``, per t
 
 from __future__ import annotations
 
-import json
-import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from uner.errors import InputError
-from uner.eval_data import Query, read_queries
 from uner.manifest import sha256_file
-from uner.prompt import encode_conversation
+from uner.toolkit.calibration import DEFAULT_TOKENS, MODES, measure_inputs
 from uner.toolkit.checkpoint import params_from_config, read_json_object
 from uner.toolkit.files import atomic_path
 from uner.toolkit.tensor_map import LlamaTensorMap
 
-MODES = ("conversations", "plain")
 SUMS, COUNTS = ".in_sum2", ".counts"
-DEFAULT_TOKENS = 50_000  # calibration tokens: llama-imatrix's usual ~100 chunks of 512
+__all__ = ["DEFAULT_TOKENS", "MODES", "ImportanceMatrix", "collect", "imatrix_record", "read_imatrix", "write_imatrix"]
 
 
 @dataclass
@@ -51,53 +47,6 @@ class ImportanceMatrix:
     def means(self) -> dict[str, np.ndarray]:
         """``in_sum2 / counts`` per tensor, float32: what ``llama_model_quantize`` takes."""
         return {name: (self.sums[name] / max(1, self.counts[name])).astype(np.float32) for name in self.sums}
-
-
-def _texts(files: Sequence[Path]) -> list[list[list[Query]]]:
-    """Per file, its texts as lists of queries (every type asked of the text)."""
-    per_file = []
-    for path in files:
-        by_text: dict[str, list[Query]] = {}
-        for query in read_queries(path):
-            by_text.setdefault(query.text, []).append(query)
-        per_file.append(list(by_text.values()))
-    return per_file
-
-
-def calibration_sequences(
-    files: Sequence[Path],
-    encode,
-    eos_id: int,
-    bos_id: int | None,
-    tokens: int,
-    mode: str = "conversations",
-    seed: int = 0,
-) -> Iterator[list[int]]:
-    """Token sequences, taken in turn from each file's shuffled texts, until ``tokens`` are given."""
-    if mode not in MODES:
-        raise InputError(f"expected a calibration mode among {', '.join(MODES)}, got {mode!r}")
-    rng = random.Random(seed)
-    queues = []
-    for texts in _texts(files):
-        rng.shuffle(texts)
-        queues.append(iter(texts))
-    given = 0
-    while queues and given < tokens:
-        for queue in list(queues):
-            group = next(queue, None)
-            if group is None:
-                queues.remove(queue)
-                continue
-            text = group[0].text
-            if mode == "plain":
-                ids = ([bos_id] if bos_id is not None else []) + list(encode(text))
-            else:
-                answers = [(q.label, json.dumps(q.gold_mentions, ensure_ascii=False)) for q in group]
-                ids, _ = encode_conversation(text, answers, encode, eos_id, bos_id)
-            given += len(ids)
-            yield ids
-            if given >= tokens:
-                return
 
 
 def collect(
@@ -122,61 +71,40 @@ def collect(
     """
     import torch
 
-    from uner.torch_backend import TorchExtractor
-
     params = params_from_config(read_json_object(Path(model) / "config.json"))
     names = LlamaTensorMap(params.n_layer, params.n_head, params.n_head_kv)
     matrix = ImportanceMatrix(datasets=[Path(f).name for f in files])
-    with TorchExtractor(model, dtype=dtype, n_threads=n_threads) as extractor, extractor.threads():
+
+    def select(torch_model) -> dict:
         targets = {
             names.gguf_name(f"{module_name}.weight"): module
-            for module_name, module in extractor.model.named_modules()
+            for module_name, module in torch_model.named_modules()
             if isinstance(module, torch.nn.Linear) and ".layers." in f".{module_name}"
         }
         if output:
-            head = "token_embd.weight" if params.tie_embeddings else "output.weight"
-            targets[head] = extractor.model.get_output_embeddings()
-        hooks = [module.register_forward_pre_hook(_accumulator(matrix, name)) for name, module in targets.items()]
-        sequences = calibration_sequences(files, extractor.encode, extractor.eos_id, extractor.bos_id, tokens, mode)
-        bar = _bar(tokens, progress)
-        try:
-            with torch.inference_mode():
-                for ids in sequences:
-                    ids = ids[: extractor.context_length]
-                    extractor.model(torch.tensor([ids], device=extractor.device))
-                    matrix.chunks += 1
-                    matrix.tokens += len(ids)
-                    if bar:
-                        bar.update(len(ids))
-        finally:
-            for hook in hooks:
-                hook.remove()
-            if bar:
-                bar.close()
-    if not matrix.chunks:
-        raise InputError("expected calibration texts in the data files, got none")
-    return matrix
+            targets["token_embd.weight" if params.tie_embeddings else "output.weight"] = (
+                torch_model.get_output_embeddings()
+            )
+        return targets
 
-
-def _accumulator(matrix: ImportanceMatrix, name: str):
-    def hook(_module, inputs):
-        x = inputs[0].detach().float().reshape(-1, inputs[0].shape[-1])
+    def accumulate(name: str, x) -> None:
         squares = (x * x).sum(dim=0).double().cpu().numpy()
-        if name in matrix.sums:
-            matrix.sums[name] += squares
-        else:
-            matrix.sums[name] = squares
+        matrix.sums[name] = matrix.sums[name] + squares if name in matrix.sums else squares
         matrix.counts[name] = matrix.counts.get(name, 0) + x.shape[0]
 
-    return hook
-
-
-def _bar(total: int, progress: bool):
-    if not progress:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="tok", desc="imatrix", leave=False)
+    matrix.chunks, matrix.tokens = measure_inputs(
+        model,
+        files,
+        select,
+        accumulate,
+        tokens=tokens,
+        mode=mode,
+        dtype=dtype,
+        n_threads=n_threads,
+        progress=progress,
+        label="imatrix",
+    )
+    return matrix
 
 
 def write_imatrix(path: Path, matrix: ImportanceMatrix) -> Path:

@@ -9,7 +9,9 @@ weights on the way with onnxruntime's own MLAS kernels (``quantize_matmul_4bits`
 tensor. A tied embedding (``Transpose(lm_head) -> Gather``) reads the quantized lm_head through
 ``GatherBlockQuantized`` (4 or 8 bits) as the builder does, so it is stored once. ``head_bits``
 gives the output projection (and the embedding tied to it) its own width, as the builder's
-mixed-precision configs do: it is the tensor whose error every logit sees.
+mixed-precision configs do: it is the tensor whose error every logit sees. With Hessians
+(``toolkit/gptq.py``), 4-bit weights are rounded by GPTQ into the same layout, still one tensor
+at a time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from uner.toolkit.constants import PROJECTIONS, check_projections
 from uner.toolkit.errors import CheckpointError
+from uner.toolkit.gptq import gptq_quantize
 
 logger = logging.getLogger(__name__)
 
@@ -206,11 +209,14 @@ def quantize_onnx(
     symmetric: bool = True,
     head_bits: int | None = None,
     int8_projections: Collection[str] = (),
+    hessians: Mapping[str, np.ndarray] | None = None,
 ) -> None:
     """Write ``target`` (+ ``target.data``): ``source``'s graph with MatMul weights as MatMulNBits
     (``symmetric=False``: each block also gets a zero point, its own range's offset;
     ``head_bits``: the lm_head's width, default ``bits``; ``int8_projections``: decoder
-    projections, among ``PROJECTIONS``, kept at 8 bits in an int4 model, in every layer)."""
+    projections, among ``PROJECTIONS``, kept at 8 bits in an int4 model, in every layer;
+    ``hessians``: per weight name, its input Hessian: those weights, where 4-bit and asymmetric,
+    are rounded by GPTQ instead of to nearest)."""
     head_bits = head_bits or bits
     for width in (bits, head_bits):
         if width not in (4, 8):
@@ -218,10 +224,15 @@ def quantize_onnx(
     wide = check_projections(int8_projections, "projections", CheckpointError)
     if wide and bits != 4:
         raise CheckpointError(f"expected int8 projections only in an int4 model, got {bits} bits")
+    hessians = hessians or {}
+    if hessians and symmetric:
+        raise CheckpointError("expected asymmetric blocks with GPTQ (its grid has a zero point), got symmetric")
     model = onnx.load(str(source), load_external_data=False)
     graph = model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     weights = _quantizable_weights(graph, initializers)
+    if unknown := sorted(set(hessians) - weights):  # a naming slip would silently fall back to RTN
+        raise CheckpointError(f"expected Hessians for the graph's MatMul weights, got {', '.join(unknown[:3])}")
     rewriter = _Rewriter(graph, block_size, accuracy_level, symmetric)
     replaced: dict[str, onnx.NodeProto | list] = {}
     writer = _DataWriter(target.with_name(target.name + ".data"))
@@ -240,7 +251,10 @@ def quantize_onnx(
             else:
                 width = 8 if projection_of(tensor.name) in wide else bits
             weight = np.asarray(array, dtype=np.float32)
-            packed, scales, zero_points = block_quantize(weight, width, block_size, symmetric)
+            if width == 4 and tensor.name in hessians and k % block_size == 0:
+                packed, scales, zero_points = gptq_quantize(weight, hessians[tensor.name], block_size)
+            else:
+                packed, scales, zero_points = block_quantize(weight, width, block_size, symmetric)
             scales = scales.astype(array.dtype)  # MatMulNBits takes scales in the activation type
             kept += [writer.add(f"{tensor.name}_Q{width}", packed), writer.add(f"{tensor.name}_scales", scales)]
             if zero_points is not None:

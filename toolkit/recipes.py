@@ -46,7 +46,7 @@ _TOP_KEYS = {
 #: the keys each table may hold ([gates] is keyed by variant names, checked against those)
 _TABLE_KEYS = {
     "gguf": {"outtype", "types", "imatrix", "imatrix_tokens"},
-    "onnx": {"precisions", "asymmetric", "head_bits", "int8_projections"},
+    "onnx": {"precisions", "asymmetric", "head_bits", "int8_projections", "gptq", "gptq_tokens"},
     "bench": {"data", "limit", "max_limit", "max_new_tokens", "reference_device", "reference_dtype"},
 }
 
@@ -249,7 +249,8 @@ def _onnx_plan(entry: str, gates: dict) -> VariantPlan:
 
 
 def _onnx_quantization(onnx: dict) -> dict:
-    """``[onnx] asymmetric``, ``head_bits`` and ``int8_projections`` as ``export_onnx`` keyword arguments."""
+    """``[onnx] asymmetric``, ``head_bits``, ``int8_projections`` and ``gptq`` (+ ``gptq_tokens``)
+    as ``export_onnx`` keyword arguments (``gptq_data`` still relative to the data folder)."""
     options = {}
     if "asymmetric" in onnx:
         if not isinstance(onnx["asymmetric"], bool):
@@ -262,6 +263,14 @@ def _onnx_quantization(onnx: dict) -> dict:
     if "int8_projections" in onnx:
         names = check_projections(_list(onnx, "int8_projections"), "onnx.int8_projections", RecipeError)
         options["int8_projections"] = list(names)
+    if "gptq" in onnx:  # training files, relative to the data folder, as [gguf] imatrix
+        options["gptq_data"] = [str(name) for name in _list(onnx, "gptq")]
+    if "gptq_tokens" in onnx:
+        if "gptq" not in onnx or not isinstance(onnx["gptq_tokens"], int) or onnx["gptq_tokens"] < 1:
+            raise RecipeError(
+                f"expected onnx.gptq_tokens, a positive count, with onnx.gptq, got {onnx['gptq_tokens']!r}"
+            )
+        options["gptq_tokens"] = onnx["gptq_tokens"]
     return options
 
 
