@@ -100,6 +100,9 @@ def test_recipe_gptq_reaches_the_int4_variant_only_and_its_data_is_checked_befor
     assert "gptq_data" not in variants["onnx-int8"]["build"].get("quantization", {})
     manifest = json.loads((tmp_path / "out" / "onnx-int4" / "manifest.json").read_text())
     assert manifest["quantization"]["gptq"] == {"data": ["train.txt"], "tokens": 300}
+    card = plan_push(tmp_path / "out", "me/tiny-uner", include_failed=True).card
+    assert "`onnx-int4` rounds its 4-bit weights by GPTQ" in card and "300 tokens" in card
+    assert "crossner_ai/train.txt" in card
 
 
 def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from uner.base import DEFAULT_MAX_NEW_TOKENS
+from uner.toolkit.calibration import DEFAULT_TOKENS
 from uner.toolkit.gates import RULE, with_interval
 
 _TAGS = ["ner", "token-classification", "universal-ner", "uner-toolkit"]
@@ -92,6 +93,20 @@ def _imatrix_lines(index: dict) -> list[str]:
     ]
 
 
+def _gptq_lines(index: dict) -> list[str]:
+    lines = []
+    for name, entry in index["variants"].items():
+        options = entry.get("build", {}).get("quantization") or {}
+        if options.get("gptq_data"):
+            extra = f", {', '.join(options['int8_projections'])} at 8 bits" if options.get("int8_projections") else ""
+            lines.append(
+                f"GPTQ: `{name}` rounds its 4-bit weights by GPTQ, with each layer's input Hessian measured on "
+                f"{options.get('gptq_tokens', DEFAULT_TOKENS):,} tokens of UniNER conversations from "
+                f"{', '.join(options['gptq_data'])} (training splits; the bench files stay unseen){extra}."
+            )
+    return [*lines, ""] if lines else []
+
+
 def _how_to_run(repo_id: str, index: dict) -> list[str]:
     # the examples use the smallest variant: the one a laptop user tries first
     example = min(
@@ -164,6 +179,7 @@ def render_card(index: dict, repo_id: str) -> str:
         _bench_line(index),
         "",
         *_imatrix_lines(index),
+        *_gptq_lines(index),
         "## Prompt",
         "",
         "One query per entity type; greedy decoding, at most "
