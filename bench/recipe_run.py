@@ -44,9 +44,9 @@ def resolve_source(recipe: Recipe) -> tuple[Path, str | None]:
     path = Path(recipe.source).expanduser()
     if path.exists():
         return path, None
-    from uner.bench.reference_models import ADAPTERS, resolve_reference
+    from uner.bench.reference_models import REFERENCES, resolve_reference
 
-    if recipe.source in ADAPTERS:
+    if recipe.source in REFERENCES:
         return Path(resolve_reference(recipe.source)), None
     try:
         from huggingface_hub import snapshot_download

@@ -105,6 +105,16 @@ def test_recipe_gptq_reaches_the_int4_variant_only_and_its_data_is_checked_befor
     assert "crossner_ai/train.txt" in card
 
 
+def test_a_recipe_whose_source_is_a_reference_name_builds_from_that_reference(monkeypatch, tmp_path):
+    from uner.bench import reference_models
+    from uner.bench.recipe_run import resolve_source
+
+    built = tmp_path / "built-reference"
+    monkeypatch.setattr(reference_models, "resolve_reference", lambda name: str(built / name))
+    recipe = load_recipe("uniner-smol-135m")  # the shipped recipe: source = "uniner-smol-135m"
+    assert resolve_source(recipe) == (built / "uniner-smol-135m", None)
+
+
 def test_an_unknown_recipe_name_lists_the_shipped_ones(tmp_path, capsys):
     code, _, err = run(uner_export, ["recipe", "UniNER-13B", "--out", tmp_path], capsys)
     assert_one_line_error(code, err, "UniNER-7B-type")
