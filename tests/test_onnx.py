@@ -189,6 +189,7 @@ def test_export_cli_writes_a_finished_folder_and_refuses_to_overwrite_it(tiny_sp
         "symmetric": False,  # int4's default: asymmetric blocks, the measured best
         "head_bits": 4,
         "int8_projections": [],
+        "gptq": None,  # rounded to nearest: no calibration data given
     }
     assert (out / "tokenizer.model").read_bytes() == (tiny_spm_hf / "tokenizer.model").read_bytes()
     assert not list(tmp_path.glob(".*partial"))
