@@ -50,11 +50,12 @@ def _build_settings(recipe: Recipe, plan: VariantPlan) -> dict:
 
 def _onnx_options(recipe: Recipe, plan: VariantPlan) -> dict:
     """The recipe's int4/int8 options (asymmetric blocks, the head's bits) for this ONNX variant;
-    GPTQ's only for int4 (the only width it rounds)."""
+    int8 projections and GPTQ only for int4 (an int8 model has nothing narrower to widen, and
+    GPTQ rounds only 4-bit weights)."""
     options = dict(recipe.onnx_quantization) if plan.kind in ("int4", "int8") else {}
     if plan.kind != "int4":
-        options.pop("gptq_data", None)
-        options.pop("gptq_tokens", None)
+        for int4_only in ("int8_projections", "gptq_data", "gptq_tokens"):
+            options.pop(int4_only, None)
     return options
 
 

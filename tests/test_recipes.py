@@ -87,8 +87,13 @@ def test_onnx_quantization_options_reach_the_quantized_variants_only(tiny_spm_hf
     assert widths == {"qkv_proj": 4, "o_proj": 4, "gate_proj": 4, "up_proj": 8, "down_proj": 4, "lm_head": 8}
 
 
-def test_recipe_gptq_reaches_the_int4_variant_only_and_its_data_is_checked_before_any_work(tiny_spm_hf, tmp_path):
-    options = 'precisions = ["fp32", "int8", "int4"]\ngptq = ["crossner_ai/train.txt"]\ngptq_tokens = 300'
+def test_recipe_gptq_and_int8_projections_reach_the_int4_variant_only_and_gptq_data_is_checked_first(
+    tiny_spm_hf, tmp_path
+):
+    options = (
+        'precisions = ["fp32", "int8", "int4"]\ngptq = ["crossner_ai/train.txt"]\ngptq_tokens = 300\n'
+        'int8_projections = ["qkv_proj"]'
+    )
     text = TINY_RECIPE.replace('precisions = ["fp32"]', options)
     recipe = load_recipe(write_recipe(tmp_path, tiny_spm_hf, text + "onnx-int4 = 50.0\nonnx-int8 = 50.0\n"))
     with pytest.raises(RecipeError, match="GPTQ calibration data in .*, missing crossner_ai/train.txt"):
@@ -97,7 +102,8 @@ def test_recipe_gptq_reaches_the_int4_variant_only_and_its_data_is_checked_befor
     run = run_recipe(recipe, tmp_path / "out", data_dir=DATA, bench=False, progress=False)
     variants = run.index["variants"]
     assert variants["onnx-int4"]["build"]["quantization"]["gptq_data"] == ["crossner_ai/train.txt"]
-    assert "gptq_data" not in variants["onnx-int8"]["build"].get("quantization", {})
+    int8_options = variants["onnx-int8"]["build"].get("quantization", {})
+    assert "gptq_data" not in int8_options and "int8_projections" not in int8_options  # int4-only options
     manifest = json.loads((tmp_path / "out" / "onnx-int4" / "manifest.json").read_text())
     assert manifest["quantization"]["gptq"] == {"data": ["train.txt"], "tokens": 300}
     card = plan_push(tmp_path / "out", "me/tiny-uner", include_failed=True).card
