@@ -115,7 +115,7 @@ def test_onnx_export_with_gptq_data_records_it_answers_and_refuses_what_gptq_can
     code, _, err = run(uner_export, [*argv, "-q"], capsys)
     assert code == 0, err
     manifest = json.loads((tmp_path / "gptq" / "manifest.json").read_text())
-    assert manifest["quantization"]["gptq"] == {"data": ["train.txt"], "tokens": 300}
+    assert manifest["quantization"]["gptq"] == {"data": ["crossner_ai/train.txt"], "tokens": 300}
     assert manifest["quantization"]["symmetric"] is False
     rtn = export_onnx(tiny_spm_hf, tmp_path / "rtn", "int4", progress=False).folder
     assert (tmp_path / "gptq" / "model.onnx.data").read_bytes() != (rtn / "model.onnx.data").read_bytes()

@@ -105,7 +105,7 @@ def test_recipe_gptq_and_int8_projections_reach_the_int4_variant_only_and_gptq_d
     int8_options = variants["onnx-int8"]["build"].get("quantization", {})
     assert "gptq_data" not in int8_options and "int8_projections" not in int8_options  # int4-only options
     manifest = json.loads((tmp_path / "out" / "onnx-int4" / "manifest.json").read_text())
-    assert manifest["quantization"]["gptq"] == {"data": ["train.txt"], "tokens": 300}
+    assert manifest["quantization"]["gptq"] == {"data": ["crossner_ai/train.txt"], "tokens": 300}
     card = plan_push(tmp_path / "out", "me/tiny-uner", include_failed=True).card
     assert "`onnx-int4` rounds its 4-bit weights by GPTQ" in card and "300 tokens" in card
     assert "crossner_ai/train.txt" in card

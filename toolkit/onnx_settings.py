@@ -37,7 +37,9 @@ class WeightQuantization:
             "symmetric": self.symmetric,
             "head_bits": self.head_bits or self.bits,
             "int8_projections": list(self.int8_projections),
-            "gptq": {"data": [p.name for p in self.gptq_data], "tokens": self.gptq_tokens} if self.gptq_data else None,
+            "gptq": {"data": [f"{p.parent.name}/{p.name}" for p in self.gptq_data], "tokens": self.gptq_tokens}
+            if self.gptq_data
+            else None,  # folder/file: the shared data names its splits train.txt in every folder
         }
 
 
