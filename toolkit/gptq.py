@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from uner.toolkit.calibration import DEFAULT_TOKENS, measure_inputs
-from uner.toolkit.checkpoint import read_json_object
+from uner.toolkit.checkpoint import LlamaParams, params_from_config, read_json_object
 
 
 def hessian_from(inputs: np.ndarray) -> np.ndarray:
@@ -119,11 +119,9 @@ def onnx_weights_reading(module: str) -> tuple[int | None, tuple[str, ...]]:
     return None, ()
 
 
-def _layer_bytes(config: dict) -> int:
+def _layer_bytes(params: LlamaParams) -> int:
     """float32 bytes of one decoder layer's Hessians: qkv, o, gate/up, down inputs."""
-    hidden, inner = config["hidden_size"], config["intermediate_size"]
-    attention = config["num_attention_heads"] * config.get("head_dim", hidden // config["num_attention_heads"])
-    return 4 * (2 * hidden**2 + attention**2 + inner**2)
+    return 4 * (2 * params.n_embd**2 + (params.n_head * params.head_dim) ** 2 + params.n_ff**2)
 
 
 def collect_hessians(
@@ -143,10 +141,11 @@ def collect_hessians(
     (7B: ~690 MB a layer, 6 passes at the default), so memory stays the model plus ``budget``."""
     import torch
 
-    config = read_json_object(Path(model) / "config.json")
-    per_pass = max(1, budget // _layer_bytes(config))
+    params = params_from_config(read_json_object(Path(model) / "config.json"))
+    per_pass = max(1, budget // _layer_bytes(params))
     hessians: dict[str, np.ndarray] = {}
-    for first in range(0, config["num_hidden_layers"], per_pass):
+    readers: dict[str, tuple[str, ...]] = {HEAD_WEIGHT: (HEAD_WEIGHT,)}  # measured name -> weights reading it
+    for first in range(0, params.n_layer, per_pass):
         layers = range(first, first + per_pass)
         sums: dict[str, torch.Tensor] = {}
 
@@ -156,6 +155,7 @@ def collect_hessians(
                 layer, names = onnx_weights_reading(module_name)
                 if layer in layers:
                     chosen[names[0]] = module
+                    readers[names[0]] = names
             if with_head:
                 chosen[HEAD_WEIGHT] = torch_model.get_output_embeddings()
             return chosen
@@ -165,10 +165,8 @@ def collect_hessians(
 
         measure_inputs(
             model, files, select, accumulate, tokens=tokens, mode=mode, n_threads=n_threads, progress=progress,
-            label=f"hessians (layers {layers.start}-{min(layers.stop, config['num_hidden_layers']) - 1})",
+            label=f"hessians (layers {layers.start}-{min(layers.stop, params.n_layer) - 1})",
         )  # fmt: skip
         for name, total in sums.items():
-            hessians[name] = total.numpy()
-            if name.endswith("mlp.gate_proj.MatMul.weight"):
-                hessians[name.replace("gate_proj", "up_proj")] = hessians[name]  # the same input
+            hessians.update(dict.fromkeys(readers[name], total.numpy()))  # gate and up share one array
     return hessians
