@@ -21,6 +21,7 @@ from uner._cli_utils import (
 )
 from uner.atomic import write_text_atomic
 from uner.base import DEFAULT_MAX_NEW_TOKENS
+from uner.bench.guard_parity import guard_comparisons
 from uner.bench.machine import machine_info, versions
 from uner.bench.report import markdown, plots, summarize, write_predictions
 from uner.bench.suite import load_datasets, plan_variants, run_variant_isolated
@@ -66,6 +67,8 @@ def run_bench(
     reference_options: dict | None = None,
     gguf_options: dict | None = None,
     reference_per_query: bool = False,
+    unguarded: bool = False,
+    close_loops: bool = False,
 ) -> dict:
     """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``
     (each written whole or not at all; results.json last).
@@ -86,6 +89,8 @@ def run_bench(
         reference_options,
         gguf_options,
         reference_per_query,
+        unguarded,
+        close_loops,
     )
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
@@ -100,6 +105,7 @@ def run_bench(
         "max_new_tokens": max_new_tokens,
         "texts": {name: len({q.text for q in queries}) for name, queries in datasets.items()},
         "variants": summarize(runs, machine["read_bandwidth_bytes_per_s"]),
+        "loop_guard": guard_comparisons(runs),
     }
     # every file goes to a temporary name and is renamed when complete; results.json last, so
     # one that is there belongs to a bench that finished writing everything else
@@ -163,6 +169,21 @@ def bench(
             show_default=False,
         ),
     ] = None,
+    unguarded: Annotated[
+        bool,
+        typer.Option(
+            "--unguarded",
+            help="Also run the reference and every candidate without the loop guard, and report whether every "
+            "answer parses the same.",
+        ),
+    ] = False,
+    close_loops: Annotated[
+        bool,
+        typer.Option(
+            "--close-loops",
+            help="Also run every candidate reading answers cut inside their list up to the last complete mention.",
+        ),
+    ] = False,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")
     ] = DEFAULT_MAX_NEW_TOKENS,
@@ -204,6 +225,8 @@ def bench(
         },
         gguf_options=backend_options(kv_cache, False),
         reference_per_query=reference_per_query,
+        unguarded=unguarded,
+        close_loops=close_loops,
     )
     if not quiet:
         typer.echo(markdown(results))

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 from uner.atomic import atomic_path
+from uner.bench.guard_parity import guard_markdown
 from uner.bench.scoring import DatasetScore, score_by_dataset
 from uner.bench.statistics import ROUNDS
 from uner.bench.suite import VariantRun
@@ -16,12 +17,29 @@ from uner.toolkit.gates import with_interval
 logger = logging.getLogger(__name__)
 
 
+def _profile(run: VariantRun, seconds: float) -> dict:
+    """Prefill, decode and the rest of a backend run's wall time; decode steps and their rows."""
+    engine = run.engine
+    if engine is None:
+        return {"profile": None}
+    steps = engine["decode_steps"]
+    return {
+        "profile": {
+            **engine,
+            "wall_seconds": seconds,
+            "total_over_prefill": seconds / engine["prefill_seconds"] if engine["prefill_seconds"] else None,
+            "runaway_step_share": engine["runaway_steps"] / steps if steps else None,
+        }
+    }
+
+
 def _speed(run: VariantRun) -> dict:
     predictions = run.predictions
     seconds = sum(p.seconds for p in predictions)
     prefill = sum(p.prefill_seconds for p in predictions)
     generated = sum(p.generated_tokens for p in predictions)
     return {
+        **_profile(run, seconds),
         "queries_per_s": len(predictions) / seconds if seconds else None,
         "prompt_tokens_per_s": sum(p.prompt_tokens for p in predictions) / prefill if prefill else None,
         "generated_tokens_per_s": generated / (seconds - prefill) if seconds - prefill > 0 else None,
@@ -123,6 +141,7 @@ def write_predictions(out: Path, runs: list[VariantRun]) -> None:
                     "prompt_tokens": prediction.prompt_tokens,
                     "generated_tokens": prediction.generated_tokens,
                     "seconds": round(prediction.seconds, 4),
+                    "stop": prediction.stop,
                 }
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
@@ -173,6 +192,7 @@ def markdown(results: dict) -> str:
                 f"{_fmt(v['queries_per_s'], '.2f')} | "
                 f"{_fmt(v['x_hf_naive'], '.2f')} | {_fmt(v['x_llamacpp_naive'], '.2f')} |"
             )
+    lines += _profile_markdown(variants)
     lines.append("\n## speed\n")
     lines.append(
         "| variant | × own per-query | tokens generated | prompt tok/s | gen tok/s | decode bound tok/s | share of "
@@ -187,7 +207,31 @@ def markdown(results: dict) -> str:
             f"{_fmt(v['share_of_bound'] and 100 * v['share_of_bound'], '.0f', '%')} | "
             f"{v['load_seconds']:.1f} | {v['peak_rss_bytes'] / 1e6:.0f} |"
         )
+    lines += guard_markdown(results.get("loop_guard", []))
     return "\n".join(lines) + "\n"
+
+
+def _profile_markdown(variants: list[dict]) -> list[str]:
+    lines = [
+        "\n## where the time went\n",
+        "Per backend run: seconds encoding prompts (*prefill*) and in decode steps, wall time over prefill "
+        "(1.0 = decoding free), decode steps and rows per step, the share of steps in which every row was an "
+        "answer that went on to the token limit (*runaway*), and why answers ended.\n",
+        "| variant | prefill s | decode s | wall s | wall / prefill | decode steps | rows/step | runaway share "
+        "| answers ended by |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        p = v.get("profile")
+        if not p:
+            continue
+        stops = ", ".join(f"{reason} {count}" for reason, count in p["stops"].items())
+        lines.append(
+            f"| {v['name']} | {p['prefill_seconds']:.1f} | {p['decode_seconds']:.1f} | {p['wall_seconds']:.1f} | "
+            f"{_fmt(p['total_over_prefill'], '.2f')} | {p['decode_steps']} | {_fmt(p['rows_per_step'], '.1f')} | "
+            f"{_fmt(p['runaway_step_share'] and 100 * p['runaway_step_share'], '.1f', ' %')} | {stops} |"
+        )
+    return lines
 
 
 def plots(out: Path, variants: list[dict]) -> list[Path]:

@@ -28,6 +28,7 @@ class Prediction:
     generated_tokens: int
     seconds: float
     prefill_seconds: float
+    stop: str | None = None  # eos, limit, settled or loop (None: a naive baseline's answer)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +61,7 @@ class TimedAnswer:
     generated_tokens: int
     seconds: float
     prefill_seconds: float
+    stop: str | None = None
 
 
 def _engine_answers(
@@ -82,7 +84,7 @@ def _engine_answers(
     prefill = extractor.stats.prefill_seconds / count
     return [
         [
-            TimedAnswer(extractor.decode(ids).strip(), len(prompt), len(ids), seconds, prefill)
+            TimedAnswer(extractor.answer_text(ids), len(prompt), len(ids), seconds, prefill, extractor.stop_reason(ids))
             for prompt, ids in zip(prompts[index], outputs[index])
         ]
         for index in range(len(texts))
@@ -127,6 +129,7 @@ def predict(
                     result.generated_tokens,
                     result.seconds,
                     result.prefill_seconds,
+                    result.stop,
                 )
             )
     return predictions

@@ -11,6 +11,7 @@ import os
 import resource
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -19,9 +20,12 @@ from pathlib import Path
 from uner.bench.machine import artifact_bytes, stored_weight_bytes
 from uner.bench.reference_models import resolve_reference
 from uner.bench.runner import Prediction, predict, sample_queries
+from uner.engine import EngineStats
 from uner.errors import InputError, UnerError
 from uner.eval_data import Query, read_queries
 from uner.loading import detect_backend, load, resolve_model
+
+UNGUARDED, CLOSED = "no-loop-guard", "close-loops"  # name suffixes of the guard's comparison runs
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,25 @@ class VariantRun:
     weights_bytes: int
     stored_weight_bytes: int | None = None
     parameters: int | None = None  # counted on torch runs (the reference): the bits-per-weight denominator
+    engine: dict | None = None  # where the backend's time went (:func:`engine_profile`); None for baselines
+
+
+def engine_profile(stats: list[EngineStats]) -> dict | None:
+    """A variant's :class:`~uner.engine.EngineStats` over its datasets, summed."""
+    if not stats:
+        return None
+    stops: Counter = Counter()
+    for one in stats:
+        stops.update(one.stops)
+    steps = sum(s.steps for s in stats)
+    return {
+        "prefill_seconds": sum(s.prefill_seconds for s in stats),
+        "decode_seconds": sum(s.step_seconds for s in stats),
+        "decode_steps": steps,
+        "runaway_steps": sum(s.runaway_steps for s in stats),
+        "rows_per_step": sum(sum(s.tokens_per_step) for s in stats) / steps if steps else None,
+        "stops": dict(sorted(stops.items())),
+    }
 
 
 def load_datasets(paths: list[Path], limit: int | None, seed: int = 0) -> dict[str, list[Query]]:
@@ -114,15 +137,20 @@ def _run_variant(
     load_seconds = time.perf_counter() - started
     total = sum(map(len, datasets.values()))
     predictions: list[Prediction] = []
+    stats: list[EngineStats] = []
     with tqdm(total=total, desc=spec.name, unit="q", leave=True, dynamic_ncols=True) as bar:
         for dataset, queries in datasets.items():
             predictions += predict(extractor, queries, dataset, on_query=bar.update)
+            if isinstance(getattr(extractor, "stats", None), EngineStats):
+                stats.append(extractor.stats)
     backend = getattr(extractor, "name", spec.kind)
     weights, parameters = _weights_bytes(extractor, spec.path), _parameters(extractor)
     extractor.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     size, stored = artifact_bytes(spec.path), stored_weight_bytes(spec.path)
-    return VariantRun(spec, backend, predictions, load_seconds, peak, size, weights, stored, parameters)
+    return VariantRun(
+        spec, backend, predictions, load_seconds, peak, size, weights, stored, parameters, engine_profile(stats)
+    )
 
 
 def run_variant_isolated(
@@ -152,18 +180,26 @@ def plan_variants(
     reference_options: dict | None = None,
     gguf_options: dict | None = None,
     reference_per_query: bool = False,
+    unguarded: bool = False,
+    close_loops: bool = False,
 ) -> list[VariantSpec]:
     """The reference first (torch, on the batched engine, whose tokens are those of one prompt
     per query, or with ``reference_per_query`` on that official path itself), then each
     candidate on the batched engine (plus its per-query path and constrained runs when asked),
     then the naive baselines they call for. ``reference_options``: the reference's torch
     options (``device``, ``dtype``, ``allow_pickle``); ``gguf_options``: those of GGUF
-    candidates (``kv_cache_type``)."""
+    candidates (``kv_cache_type``). ``unguarded`` adds each candidate (and the reference) once
+    more without the loop guard, ``close_loops`` once more reading cut lists to their last
+    complete mention: ``NAME no-loop-guard`` and ``NAME close-loops``."""
     reference_path = resolve_model(resolve_reference(reference))
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
     options = {"batched": not reference_per_query, **(reference_options or {})}
     specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path), options=options)]
+    if unguarded:
+        specs.append(
+            VariantSpec(f"{specs[0].name} {UNGUARDED}", specs[0].path, options={**options, "loop_guard": False})
+        )
     ggufs = []
     for candidate in candidates:
         path = resolve_model(candidate)
@@ -176,6 +212,10 @@ def plan_variants(
         if per_query:
             specs.append(VariantSpec(f"{name} per-query", str(path), options={**own, "batched": False}))
         specs += [VariantSpec(f"{name} {kind}", str(path), options={**own, "constrain": kind}) for kind in constraints]
+        if unguarded:
+            specs.append(VariantSpec(f"{name} {UNGUARDED}", str(path), options={**own, "loop_guard": False}))
+        if close_loops:
+            specs.append(VariantSpec(f"{name} {CLOSED}", str(path), options={**own, "close_loops": True}))
     if baselines:
         specs.append(VariantSpec("hf-naive", str(reference_path), kind="hf-naive"))
         if ggufs:

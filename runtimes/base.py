@@ -2,27 +2,30 @@
 
 A backend only supplies tokenization and greedy generation; the prompt, the parser and the
 grounding live in :mod:`uner.prompt`, :mod:`uner.parsing` and :mod:`uner.grounding`
-and are applied here, identically for all backends.
+and are applied here (answers assembled by :mod:`uner.extraction`), identically for all
+backends, as is the loop guard (:mod:`uner.loop_guard`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from uner.checks import check_labels, check_text
-from uner.constraints import TokenTable, check_constraint, make_picker_factory
-from uner.engine import EngineStats, Job, decode_jobs
+from uner.constraints import check_constraint, make_picker_factory
+from uner.engine import AnswerGuard, EngineStats, Job, decode_jobs
 from uner.entity import Entity
 from uner.errors import ExtractorBusy, ExtractorClosed, InputError
-from uner.grounding import ground
-from uner.parsing import parse_answer
+from uner.extraction import Extraction, TextResult, WindowBar
+from uner.loop_guard import guard_factory, stop_reason
+from uner.parsing import close_cut_list
 from uner.prompt import encode_prompt
-from uner.windows import DEFAULT_WINDOW, merge_entities, shift, split_windows
+from uner.token_table import TokenTable
+from uner.windows import DEFAULT_WINDOW, split_windows
 
 DEFAULT_MAX_NEW_TOKENS = 256
 _SLACK = 8  # windows are sized by summing per-sentence token counts, which can be off by a few
@@ -43,81 +46,6 @@ class Extractor(Protocol):
     def __enter__(self) -> Extractor: ...
 
     def __exit__(self, *exc: object) -> None: ...
-
-
-@dataclass
-class Extraction:
-    """Everything one text produced: entities, the raw answers and what could not be grounded."""
-
-    text: str
-    entities: list[Entity] = field(default_factory=list)
-    raw: dict[str, str] = field(default_factory=dict)
-    ungrounded: dict[str, list[str]] = field(default_factory=dict)
-
-    def to_dict(self, include_raw: bool = False) -> dict:
-        out: dict = {"text": self.text, "entities": [e.to_dict() for e in self.entities]}
-        if include_raw:
-            out["raw"] = dict(self.raw)
-            out["ungrounded"] = {label: list(answers) for label, answers in self.ungrounded.items()}
-        return out
-
-
-class _TextResult:
-    """A text's extraction as its windows finish (in any order)."""
-
-    def __init__(self, extraction: Extraction, windows: int, labels: Sequence[str]) -> None:
-        self.extraction = extraction
-        self.pending = windows
-        self.labels = list(labels)
-        self.raws: dict[int, list[str]] = {}
-        self.found: list[Entity] = []
-
-    @property
-    def complete(self) -> bool:
-        return self.pending == 0
-
-    def add(self, window: int, offset: int, piece: str, raws: Sequence[str]) -> None:
-        self.raws[window] = list(raws)
-        for label, raw in zip(self.labels, raws):
-            grounded = ground(piece, label, parse_answer(raw))
-            self.found += [shift(entity, offset) for entity in grounded.entities]
-            if grounded.ungrounded:
-                self.extraction.ungrounded.setdefault(label, []).extend(grounded.ungrounded)
-        self.pending -= 1
-
-    def finish(self) -> Extraction:
-        per_label = zip(*(self.raws[window] for window in sorted(self.raws)))
-        self.extraction.raw = {label: "\n".join(raws) for label, raws in zip(self.labels, per_label)}
-        self.extraction.entities = merge_entities(self.found)
-        return self.extraction
-
-
-class _WindowBar:
-    """A progress bar over the windows of long texts, opened once a text needs several."""
-
-    def __init__(self, enabled: bool) -> None:
-        self._enabled = enabled
-        self._bar = None
-        self._pending = 0
-
-    def expect(self, windows: int) -> None:
-        self._pending += windows
-        if self._bar is None and self._enabled and windows > 1:
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=self._pending, unit="window", desc="long text", leave=False, dynamic_ncols=True)
-        elif self._bar is not None:
-            self._bar.total = self._bar.n + self._pending
-            self._bar.refresh()
-
-    def done(self) -> None:
-        self._pending -= 1
-        if self._bar is not None:
-            self._bar.update()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 class GenerativeExtractor(ABC):
@@ -145,6 +73,14 @@ class GenerativeExtractor(ABC):
             windows (default 1024, what UniNER was trained with; capped at the context).
         progress: show a progress bar (stderr) over the windows of texts long enough to need
             several, so a long document is not minutes of silence.
+        loop_guard: end an answer once what it could still generate cannot change what the
+            official parser reads (:mod:`uner.loop_guard`): after its list closes, or once it
+            repeats itself in a cycle that would run to the token limit. ``False`` generates
+            every token, for exact token parity with UniNER's own code. Batched and per-query
+            paths use the same guard, so they stay token-identical either way.
+        close_loops: read an answer cut short inside its list (by the guard or the limit) up
+            to its last complete mention, instead of as ``[]`` like the official parser: more
+            mentions, a different F1, so off by default.
     """
 
     name: str
@@ -162,6 +98,8 @@ class GenerativeExtractor(ABC):
         constrain: str | None = None,
         window: int = DEFAULT_WINDOW,
         progress: bool = False,
+        loop_guard: bool = True,
+        close_loops: bool = False,
     ) -> None:
         if max_new_tokens < 1:
             raise InputError(f"expected max_new_tokens >= 1, got {max_new_tokens}")
@@ -172,6 +110,8 @@ class GenerativeExtractor(ABC):
         self.constrain = check_constraint(constrain)
         self.window = window
         self.progress = progress
+        self.loop_guard = loop_guard
+        self.close_loops = close_loops
         self._token_table: TokenTable | None = None
         self.stats = EngineStats()
         self._lock = threading.Lock()
@@ -215,7 +155,8 @@ class GenerativeExtractor(ABC):
 
     @abstractmethod
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
-        """Greedy continuation of ``prompt_ids``: at most ``max_new_tokens``, EOS not included."""
+        """Greedy continuation of ``prompt_ids``: at most ``max_new_tokens``, EOS not included,
+        ended where :meth:`new_guard`'s guard cuts."""
 
     @abstractmethod
     def decode(self, ids: Sequence[int]) -> str:
@@ -239,9 +180,27 @@ class GenerativeExtractor(ABC):
         """The model's raw answer to "What describes ``label`` in the text?", on its own."""
         self._acquire()
         try:
-            return self.decode(self.generate(self.prompt_ids(check_text(text), label))).strip()
+            return self.answer_text(self.generate(self.prompt_ids(check_text(text), label)))
         finally:
             self._release_turn()
+
+    def new_guard(self) -> AnswerGuard | None:
+        """A loop guard for one answer, or ``None`` when ``loop_guard`` is off."""
+        return self._guards()()
+
+    def _guards(self):
+        return guard_factory(self.loop_guard, self._table)
+
+    def stop_reason(self, ids: Sequence[int]) -> str:
+        """Why a generated answer ended: ``eos``, ``limit``, ``settled`` or ``loop``."""
+        return stop_reason(ids, self.max_new_tokens, self._table() if self.loop_guard else None)
+
+    def answer_text(self, ids: Sequence[int]) -> str:
+        """The raw answer of generated ids (closed when ``close_loops`` asks and it was cut)."""
+        raw = self.decode(ids).strip()
+        if self.close_loops and self.stop_reason(ids) in ("loop", "limit"):
+            return close_cut_list(raw)
+        return raw
 
     def token_bytes(self, token: int) -> bytes:
         """The bytes ``token`` adds to generated text (constrained decoding needs it)."""
@@ -261,27 +220,35 @@ class GenerativeExtractor(ABC):
         ``(job index, ids per prompt)`` in the order jobs finish. Batched through the backend's
         branch pool (several texts at once when it has room), or prompt by prompt when
         ``batched`` is off; constrained decoding always goes through the pool (one branch at a
-        time when not batched). ``self.stats`` accumulates prefill and decode time."""
+        time when not batched). ``self.stats`` accumulates prefill and decode time, steps and
+        why answers ended."""
         pool = getattr(self, "branch_pool", None)
         self.stats = stats = EngineStats()
         if self.constrain is not None and pool is None:
             raise InputError(f"the {self.name} backend cannot constrain its output")
         if pool is None or (self.constrain is None and not self.batched):
             for index, job in enumerate(jobs):
-                outputs = []
-                for prompt in job.prompts:
-                    outputs.append(self.generate(prompt))
-                    stats.prefill_seconds += self.last_prefill_seconds or 0.0
-                yield index, outputs
+                yield index, [self._generate_alone(prompt, stats) for prompt in job.prompts]
             return
         picker = make_picker_factory(self.constrain, self._table, self.eos_id)
+        guards, limit = self._guards(), self.max_new_tokens
         if self.batched:
-            yield from decode_jobs(pool(), jobs, picker, self.eos_id, self.max_new_tokens, stats)
+            yield from decode_jobs(pool(), jobs, picker, self.eos_id, limit, stats, guards)
             return
         for index, job in enumerate(jobs):
             singles = (Job([prompt], job.text) for prompt in job.prompts)
-            done = dict(decode_jobs(pool(), singles, picker, self.eos_id, self.max_new_tokens, stats))
+            done = dict(decode_jobs(pool(), singles, picker, self.eos_id, limit, stats, guards))
             yield index, [done[i][0] for i in range(len(job.prompts))]
+
+    def _generate_alone(self, prompt: Sequence[int], stats: EngineStats) -> list[int]:
+        """The per-query path for one prompt, its time and ending added to ``stats``."""
+        started = time.perf_counter()
+        ids = self.generate(prompt)
+        prefill = self.last_prefill_seconds or 0.0
+        stats.prefill_seconds += prefill
+        stats.step_seconds += max(time.perf_counter() - started - prefill, 0.0)
+        stats.record_answer(self.stop_reason(ids), len(ids))
+        return ids
 
     def generate_together(self, prompts: Sequence[Sequence[int]], text: str = "") -> list[list[int]]:
         """Greedy continuations of one text's prompts (one per type)."""
@@ -292,7 +259,7 @@ class GenerativeExtractor(ABC):
         self._acquire()
         try:
             outputs = self.generate_together([self.prompt_ids(check_text(text), label) for label in labels], text)
-            return {label: self.decode(ids).strip() for label, ids in zip(labels, outputs)}
+            return {label: self.answer_text(ids) for label, ids in zip(labels, outputs)}
         finally:
             self._release_turn()
 
@@ -311,17 +278,17 @@ class GenerativeExtractor(ABC):
     def run_many(self, texts: Iterable[str], labels: Sequence[str]) -> Iterator[Extraction]:
         """:meth:`run` over a stream of texts, decoded together; results in input order."""
         labels = check_labels(labels)
-        texts_state: dict[int, _TextResult] = {}
+        texts_state: dict[int, TextResult] = {}
         owners: dict[int, tuple[int, int, int, str]] = {}  # job -> (text, window, offset, piece)
 
-        bar = _WindowBar(self.progress)
+        bar = WindowBar(self.progress)
 
         def jobs() -> Iterator[Job]:
             job_index = 0
             for text_index, text in enumerate(texts):
                 windows = self.windows(check_text(text), labels)
                 bar.expect(len(windows))
-                texts_state[text_index] = _TextResult(Extraction(text=text), len(windows), labels)
+                texts_state[text_index] = TextResult(Extraction(text=text), len(windows), labels)
                 for window_index, (offset, piece) in enumerate(windows):
                     owners[job_index] = (text_index, window_index, offset, piece)
                     job_index += 1
@@ -333,7 +300,7 @@ class GenerativeExtractor(ABC):
             emitted = 0
             for job_index, outputs in generated:
                 text_index, window_index, offset, piece = owners.pop(job_index)
-                texts_state[text_index].add(window_index, offset, piece, [self.decode(ids).strip() for ids in outputs])
+                texts_state[text_index].add(window_index, offset, piece, [self.answer_text(ids) for ids in outputs])
                 bar.done()
                 while emitted in texts_state and texts_state[emitted].complete:
                     yield texts_state.pop(emitted).finish()

@@ -118,6 +118,22 @@ def extract(
             help="One prompt per entity type, as UniNER's own code (slower; no shared prefill or batching).",
         ),
     ] = False,
+    no_loop_guard: Annotated[
+        bool,
+        typer.Option(
+            "--no-loop-guard",
+            help="Generate every token of every answer (exact token parity with UniNER's own code) instead of "
+            "ending answers once their parse can no longer change.",
+        ),
+    ] = False,
+    close_loops: Annotated[
+        bool,
+        typer.Option(
+            "--close-loops",
+            help="Read an answer cut inside its list (a loop, or the token limit) up to its last complete "
+            "mention, instead of as [] like the official parser (changes F1).",
+        ),
+    ] = False,
     window: Annotated[
         int,
         typer.Option(
@@ -145,6 +161,8 @@ def extract(
         "batched": not per_query,
         "constrain": None if constrain is ConstrainChoice.none else constrain.value,
         "window": window,
+        "loop_guard": not no_loop_guard,
+        "close_loops": close_loops,
         "progress": not quiet,
         **backend_options(kv_cache, allow_pickle),
     }

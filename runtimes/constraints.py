@@ -18,9 +18,11 @@ import numpy as np
 
 from uner.engine import Greedy, Job
 from uner.errors import InputError
+from uner.token_table import TokenTable
 
 CONSTRAINTS = ("json", "grounded")
-_WHITESPACE = frozenset(b" \t\n\r")
+# no newline: the official parser's regex stops at one, so a list spread over lines reads as []
+_WHITESPACE = frozenset(b" \t\r")
 _SIMPLE_ESCAPES = {
     ord('"'): b'"',
     ord("\\"): b"\\",
@@ -45,16 +47,6 @@ class _State:
     mode: str = "start"  # start, open, string, escape, unicode, after, comma, done
     content: bytes = b""  # the current string, unescaped (checked against the text when grounded)
     hex_left: int = 0
-
-
-class TokenTable:
-    """The bytes every token id adds to the generated text, computed once per model."""
-
-    def __init__(self, token_bytes: Callable[[int], bytes], vocab_size: int) -> None:
-        self.pieces: list[bytes] = [token_bytes(token) for token in range(vocab_size)]
-
-    def __getitem__(self, token: int) -> bytes:
-        return self.pieces[token] if token < len(self.pieces) else b""
 
 
 class JsonListPicker:

@@ -9,12 +9,14 @@ room (llama.cpp's shared KV cache), the next texts join while earlier ones are s
 so the long answers of one text do not run alone.
 
 A backend takes part by providing a :class:`BranchPool`; the greedy loop, EOS, token limits,
-constraints and scheduling live here, once.
+constraints, the loop guard and scheduling live here, once (the per-query paths of ONNX Runtime
+and llama.cpp run :func:`greedy_continuation`, the same loop for one sequence).
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -63,14 +65,54 @@ class Job:
     text: str = ""
 
 
+class AnswerGuard(Protocol):
+    """Ends an answer early (:class:`uner.loop_guard.AnswerGuard`): a reason, or ``None`` to go on."""
+
+    def feed(self, token: int) -> str | None: ...
+
+
+GuardFactory = Callable[[], "AnswerGuard | None"]
+
+
+def _no_guard() -> None:
+    return None
+
+
 @dataclass
 class EngineStats:
-    """Seconds spent encoding prompts (prefixes and suffixes) and in decode steps."""
+    """Where a run's time went: seconds encoding prompts (prefixes and suffixes) and in decode
+    steps, the rows of each step, and why answers ended.
+
+    ``runaway_steps``: steps in which every row was an answer that went on to hit the token
+    limit, i.e. steps spent only on answers the parser will most likely read as ``[]``."""
 
     prefill_seconds: float = 0.0
     step_seconds: float = 0.0
     steps: int = 0
     tokens_per_step: list[int] = field(default_factory=list)
+    stops: Counter = field(default_factory=Counter)
+    generated_tokens: int = 0
+    _limit_rows: list[int] = field(default_factory=list)  # per step: rows of answers that hit the limit
+
+    def record_answer(self, reason: str, tokens: int, first_step: int | None = None) -> None:
+        """An answer ended for ``reason`` after ``tokens`` tokens; a batched one took part in
+        the steps from ``first_step`` on (``None``: it ran alone, a one-row step per token
+        after the first, which the prompt's logits give)."""
+        self.stops[reason] += 1
+        self.generated_tokens += tokens
+        if first_step is None:
+            first_step, own = self.steps, max(tokens - 1, 0)
+            self.steps += own
+            self.tokens_per_step += [1] * own
+        if reason == "limit":
+            self._limit_rows += [0] * (self.steps - len(self._limit_rows))
+            for step in range(first_step, self.steps):
+                self._limit_rows[step] += 1
+
+    @property
+    def runaway_steps(self) -> int:
+        rows = self._limit_rows + [0] * (len(self.tokens_per_step) - len(self._limit_rows))
+        return sum(1 for limit, total in zip(rows, self.tokens_per_step) if limit and limit == total)
 
 
 def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
@@ -88,8 +130,40 @@ class _Branch:
     job: int
     slot: int
     picker: TokenPicker
+    guard: AnswerGuard | None
+    first_step: int
     output: list[int] = field(default_factory=list)
     next_token: int | None = None
+
+
+def _ending(token: int, output: list[int], guard: AnswerGuard | None, eos_id: int, max_new_tokens: int) -> str | None:
+    """Record ``token`` in ``output``: why the answer ends with it, or ``None`` to go on."""
+    if token == eos_id:
+        return "eos"
+    output.append(token)
+    cut = guard.feed(token) if guard is not None else None
+    if cut is not None:
+        return cut
+    return "limit" if len(output) >= max_new_tokens else None
+
+
+def greedy_continuation(
+    logits: np.ndarray,
+    step: Callable[[int], np.ndarray],
+    eos_id: int,
+    max_new_tokens: int,
+    guard: AnswerGuard | None = None,
+    stats: EngineStats | None = None,
+) -> list[int]:
+    """One sequence's greedy answer: ``logits`` are its prompt's last, ``step(token)`` feeds a
+    token and returns the next logits. The per-query paths' loop, ended exactly as the engine
+    ends a branch (EOS excluded, at most ``max_new_tokens``, the same guard)."""
+    output: list[int] = []
+    while (reason := _ending(int(np.argmax(logits)), output, guard, eos_id, max_new_tokens)) is None:
+        logits = step(output[-1])
+    if stats is not None:
+        stats.record_answer(reason, len(output))
+    return output
 
 
 class _Admission:
@@ -114,11 +188,13 @@ def decode_jobs(
     eos_id: int,
     max_new_tokens: int,
     stats: EngineStats | None = None,
+    make_guard: GuardFactory = _no_guard,
 ) -> Iterator[tuple[int, list[list[int]]]]:
     """Greedy continuations of every job's prompts, as ``(job index, ids per prompt)`` in the
-    order jobs finish. EOS is not included; at most ``max_new_tokens`` per prompt (the
-    per-query path's contract)."""
-    stats = stats or EngineStats()
+    order jobs finish. EOS is not included; at most ``max_new_tokens`` per prompt, and each
+    answer ends where its guard (``make_guard()``, one per answer) says (the per-query path's
+    contract)."""
+    stats = stats if stats is not None else EngineStats()
     incoming = iter(enumerate(jobs))
     jobs_by_index: dict[int, Job] = {}
     waiting: _Admission | None = None
@@ -126,10 +202,10 @@ def decode_jobs(
     outputs: dict[int, list[list[int] | None]] = {}
 
     def settle(handle: Hashable, branch: _Branch, token: int) -> Iterator[tuple[int, list[list[int]]]]:
-        """Record ``token`` for ``branch``; finish it on EOS or at the limit."""
-        if token != eos_id:
-            branch.output.append(token)
-        if token == eos_id or len(branch.output) >= max_new_tokens:
+        """Record ``token`` for ``branch``; finish it on EOS, at the limit or where its guard cuts."""
+        reason = _ending(token, branch.output, branch.guard, eos_id, max_new_tokens)
+        if reason is not None:
+            stats.record_answer(reason, len(branch.output), branch.first_step)
             del running[handle]
             pool.drop(handle)
             outputs[branch.job][branch.slot] = branch.output
@@ -162,9 +238,8 @@ def decode_jobs(
                 stats.prefill_seconds += time.perf_counter() - started
                 job = jobs_by_index[waiting.index]
                 for offset, (handle, row) in enumerate(zip(handles, logits)):
-                    branch = _Branch(
-                        waiting.index, waiting.admitted + offset, make_picker(job, waiting.admitted + offset)
-                    )
+                    slot = waiting.admitted + offset
+                    branch = _Branch(waiting.index, slot, make_picker(job, slot), make_guard(), stats.steps)
                     running[handle] = branch
                     yield from settle(handle, branch, branch.picker.pick(row))
                 waiting.admitted += count

@@ -18,6 +18,7 @@ import numpy as np
 
 from uner.base import GenerativeExtractor
 from uner.checks import check_threads, encode_utf8
+from uner.engine import greedy_continuation
 from uner.errors import BackendUnavailable, InputError, ModelNotFound, UnerError
 from uner.llamacpp_branches import LlamaCppBranches
 
@@ -316,18 +317,17 @@ class LlamaCppExtractor(GenerativeExtractor):
         self.clear_memory()
         started = time.perf_counter()
         count = len(prompt_ids)
-        logits = self.decode_tokens(prompt_ids, range(count), [_GENERATE_SEQ] * count, [False] * (count - 1) + [True])[
-            0
-        ]
+        wants = [False] * (count - 1) + [True]
+        logits = self.decode_tokens(prompt_ids, range(count), [_GENERATE_SEQ] * count, wants)[0]
         self.last_prefill_seconds = time.perf_counter() - started
-        generated: list[int] = []
-        for position in range(count, count + self.max_new_tokens):
-            token = int(np.argmax(logits))
-            if token == self.eos_id:
-                break
-            generated.append(token)
-            logits = self.decode_tokens([token], [position], [_GENERATE_SEQ], [True])[0]
-        return generated
+        position = count
+
+        def step(token: int) -> np.ndarray:
+            nonlocal position
+            position += 1
+            return self.decode_tokens([token], [position - 1], [_GENERATE_SEQ], [True])[0]
+
+        return greedy_continuation(logits, step, self.eos_id, self.max_new_tokens, self.new_guard())
 
     def branch_pool(self) -> LlamaCppBranches:
         """A pool for one engine run; it owns the KV cache until the run ends."""

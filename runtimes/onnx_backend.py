@@ -17,6 +17,7 @@ import numpy as np
 
 from uner.base import GenerativeExtractor
 from uner.checks import check_threads
+from uner.engine import greedy_continuation
 from uner.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable, first_line
 from uner.jsonfile import read_json
 from uner.onnx_branches import OnnxBranches
@@ -247,22 +248,20 @@ class OnnxExtractor(GenerativeExtractor):
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         """The per-query path: the whole prompt, then one token per step."""
         self._check_open()
-        past, step_ids, generated = self.empty_past(), list(prompt_ids), []
-        past_len, started = 0, time.perf_counter()
-        while len(generated) < self.max_new_tokens:
-            total = past_len + len(step_ids)
-            logits, past = self.forward(
-                np.array([step_ids]), np.ones((1, total)), np.arange(past_len, total)[None], past
-            )
-            if past_len == 0:
-                self.last_prefill_seconds = time.perf_counter() - started
-            past_len = total
-            token = int(np.argmax(logits[0]))
-            if token == self.eos_id:
-                break
-            generated.append(token)
-            step_ids = [token]
-        return generated
+        count, started = len(prompt_ids), time.perf_counter()
+        logits, past = self.forward(
+            np.array([prompt_ids]), np.ones((1, count)), np.arange(count)[None], self.empty_past()
+        )
+        self.last_prefill_seconds = time.perf_counter() - started
+        position = count
+
+        def step(token: int) -> np.ndarray:
+            nonlocal past, position
+            position += 1
+            row, past = self.forward(np.array([[token]]), np.ones((1, position)), np.array([[position - 1]]), past)
+            return row[0]
+
+        return greedy_continuation(logits[0], step, self.eos_id, self.max_new_tokens, self.new_guard())
 
     def branch_pool(self) -> OnnxBranches:
         """A pool for one engine run: nothing a failed run left can reach the next."""

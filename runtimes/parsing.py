@@ -57,3 +57,42 @@ def normalize_answer(answer: str) -> str:
 def parse_normalized(raw: str) -> list[str]:
     """The official evaluator's ``parser``: normalized mentions, de-duplicated after normalizing."""
     return list(dict.fromkeys(normalize_answer(item) for item in parse_answer(raw)))
+
+
+def close_cut_list(raw: str) -> str:
+    """An answer cut short inside its list (by the loop guard or the token limit), closed after
+    its last complete string: ``'["a", "b", "a'`` -> ``'["a", "b"]'``. Anything else is
+    returned as it is.
+
+    The official parser reads a cut list as ``[]``; this reading keeps the mentions the model
+    did finish, so it changes F1 and is only used when asked for (``close_loops``).
+
+    >>> close_cut_list('["Paris", "Rome", "Par')
+    '["Paris", "Rome"]'
+    """
+    stripped = raw.strip()
+    if not stripped.startswith("[") or "]" in stripped or "\n" in stripped:
+        return raw
+    decoder, end, position = json.JSONDecoder(), 1, 1
+    while True:
+        position = _skip_spaces(stripped, position)
+        if position >= len(stripped) or stripped[position] != '"':
+            break
+        try:
+            item, after = decoder.raw_decode(stripped, position)
+        except json.JSONDecodeError:
+            break
+        if not isinstance(item, str):
+            break
+        end = after
+        position = _skip_spaces(stripped, after)
+        if position >= len(stripped) or stripped[position] != ",":
+            break
+        position += 1
+    return stripped[:end] + "]"
+
+
+def _skip_spaces(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r":
+        position += 1
+    return position

@@ -156,10 +156,26 @@ class TorchExtractor(GenerativeExtractor):
                 attention_mask=torch.ones_like(input_ids),
                 generation_config=self._generation,
                 streamer=clock,
+                stopping_criteria=self._stopping(),
             )
         self.last_prefill_seconds = clock.prefill_seconds
         new = output[0, input_ids.shape[1] :].tolist()
         return new[: new.index(self.eos_id)] if self.eos_id in new else new
+
+    def _stopping(self):
+        """The loop guard as a ``generate`` stopping criterion (none when the guard is off)."""
+        from transformers import StoppingCriteria, StoppingCriteriaList
+
+        guard, torch, eos = self.new_guard(), self._torch, self.eos_id
+        if guard is None:
+            return StoppingCriteriaList()
+
+        class GuardCriterion(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                token = int(input_ids[0, -1])  # called after each new token; EOS ends generate itself
+                return torch.tensor([token != eos and guard.feed(token) is not None], device=input_ids.device)
+
+        return StoppingCriteriaList([GuardCriterion()])
 
     def branch_pool(self) -> TorchBranches:
         """A pool for one engine run: nothing a failed run left can reach the next."""

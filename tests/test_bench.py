@@ -88,6 +88,39 @@ def test_bench_writes_results_predictions_report_and_plots(
     assert (out / "f1_vs_size.png").stat().st_size > 0 and (out / "queries_per_s.png").stat().st_size > 0
 
 
+def test_bench_compares_each_variant_with_its_unguarded_and_closed_twins(
+    tiny_spm_hf, tiny_spm_ggufs, small_eval_files, tmp_path, capsys
+):
+    out = tmp_path / "bench"
+    argv = ["bench", "-r", tiny_spm_hf, "-c", tiny_spm_ggufs["f32"], "--unguarded", "--close-loops", "--no-baselines"]
+    argv += ["-d", small_eval_files[0], "--max-new-tokens", "12", "--threads", "2", "-o", out, "-q"]
+    code, _, err = run(uner, argv, capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    gguf = "tiny-spm-llama.F32.gguf"
+    assert [v["name"] for v in results["variants"]] == [
+        "reference:tiny-spm-llama",
+        "reference:tiny-spm-llama no-loop-guard",
+        gguf,
+        f"{gguf} no-loop-guard",
+        f"{gguf} close-loops",
+    ]
+    entries = {e["name"]: e for e in results["loop_guard"]}
+    assert set(entries) == {"reference:tiny-spm-llama", gguf}
+    for entry in entries.values():
+        assert entry["parsed_identical"] == entry["queries"] == 3  # the guard's contract
+        assert entry["guarded"]["generated_tokens"] <= entry["unguarded"]["generated_tokens"]
+    assert "close_loops" in entries[gguf] and "close_loops" not in entries["reference:tiny-spm-llama"]
+    for variant in results["variants"]:
+        profile = variant["profile"]
+        assert profile["prefill_seconds"] > 0 and profile["wall_seconds"] >= profile["prefill_seconds"]
+        assert sum(profile["stops"].values()) == 3 and profile["decode_steps"] >= 0
+    unguarded = {v["name"]: v for v in results["variants"]}[f"{gguf} no-loop-guard"]["profile"]["stops"]
+    assert set(unguarded) <= {"eos", "limit"}  # no guard, no guard's cuts
+    report = (out / "report.md").read_text()
+    assert "## loop guard" in report and "## where the time went" in report and "close-loops" in report
+
+
 def test_a_reference_that_is_not_a_hf_folder_is_refused(tiny_spm_ggufs, small_eval_files, tmp_path, capsys):
     argv = ["bench", "-r", tiny_spm_ggufs["f32"], "-d", small_eval_files[0], "-o", tmp_path / "b"]
     code, _, err = run(uner, argv, capsys)

@@ -7,9 +7,10 @@ import pytest
 
 from tests.conftest import crossner_texts
 from uner import load
-from uner.constraints import JsonListPicker, TokenTable
+from uner.constraints import JsonListPicker
 from uner.errors import InputError
 from uner.parsing import parse_answer
+from uner.token_table import TokenTable
 
 PIECES = [b"</s>", b" [", b'"', b"Paris", b'"]', b", ", b"Rome", b"]", b"x", b'"P', b'aris"', b" ", b"\\", b'n"', b"\n"]
 TABLE = TokenTable(lambda token: PIECES[token], len(PIECES))
@@ -93,3 +94,8 @@ def test_valid_answers_are_unchanged_by_the_json_constraint(backend_fixture, req
 def test_an_unknown_constraint_is_an_input_error(uniner_smol_ggufs):
     with pytest.raises(InputError, match="constrain"):
         load(uniner_smol_ggufs["q4_k_m"], constrain="xml")
+
+
+def test_a_newline_inside_the_list_is_refused_as_the_official_parser_cannot_read_it():
+    chosen = decode_with([1, 14, 2, 3, 14, 4, 0])  # " [", "\n", '"', Paris, "\n", '"]'
+    assert 14 not in chosen and parse_answer(b"".join(PIECES[t] for t in chosen[:-1]).decode().strip()) != []
