@@ -17,11 +17,11 @@ from typing import Protocol, runtime_checkable
 
 from uner.checks import check_labels, check_text
 from uner.constraints import check_constraint, make_picker_factory
-from uner.engine import AnswerGuard, EngineStats, Job, decode_jobs
+from uner.engine import EngineStats, Job, decode_jobs
 from uner.entity import Entity
 from uner.errors import ExtractorBusy, ExtractorClosed, InputError
 from uner.extraction import Extraction, TextResult, WindowBar
-from uner.loop_guard import guard_factory, stop_reason
+from uner.loop_guard import AnswerGuard, stop_reason
 from uner.parsing import close_cut_list
 from uner.prompt import encode_prompt
 from uner.token_table import TokenTable
@@ -186,10 +186,7 @@ class GenerativeExtractor(ABC):
 
     def new_guard(self) -> AnswerGuard | None:
         """A loop guard for one answer, or ``None`` when ``loop_guard`` is off."""
-        return self._guards()()
-
-    def _guards(self):
-        return guard_factory(self.loop_guard, self._table)
+        return AnswerGuard(self._table()) if self.loop_guard else None
 
     def stop_reason(self, ids: Sequence[int]) -> str:
         """Why a generated answer ended: ``eos``, ``limit``, ``settled`` or ``loop``."""
@@ -231,7 +228,7 @@ class GenerativeExtractor(ABC):
                 yield index, [self._generate_alone(prompt, stats) for prompt in job.prompts]
             return
         picker = make_picker_factory(self.constrain, self._table, self.eos_id)
-        guards, limit = self._guards(), self.max_new_tokens
+        guards, limit = self.new_guard, self.max_new_tokens
         if self.batched:
             yield from decode_jobs(pool(), jobs, picker, self.eos_id, limit, stats, guards)
             return

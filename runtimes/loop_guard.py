@@ -19,7 +19,7 @@ the per-query path alike, cuts the same answer at the same token.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from uner.token_table import TokenTable
@@ -97,15 +97,6 @@ class AnswerGuard:
             if covered >= settings.min_tokens and covered >= period * settings.min_repeats:
                 return True
         return False
-
-
-def guard_factory(
-    enabled: bool, table_of: Callable[[], TokenTable], settings: LoopGuardSettings = DEFAULT_SETTINGS
-) -> Callable[[], AnswerGuard | None]:
-    """A new guard per answer, or ``None`` everywhere when the guard is off."""
-    if not enabled:
-        return lambda: None
-    return lambda: AnswerGuard(table_of(), settings)
 
 
 def stop_reason(
