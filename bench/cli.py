@@ -24,7 +24,8 @@ from uner.base import DEFAULT_MAX_NEW_TOKENS
 from uner.bench.guard_parity import guard_comparisons
 from uner.bench.machine import machine_info, versions
 from uner.bench.report import markdown, plots, summarize, write_predictions
-from uner.bench.suite import load_datasets, plan_variants, run_variant_isolated
+from uner.bench.stem_parity import stem_comparisons
+from uner.bench.suite import CLOSED, FRESH_STEM, UNGUARDED, load_datasets, plan_variants, run_variant_isolated
 from uner.constraints import CONSTRAINTS, check_constraint
 from uner.errors import InputError
 
@@ -67,8 +68,7 @@ def run_bench(
     reference_options: dict | None = None,
     gguf_options: dict | None = None,
     reference_per_query: bool = False,
-    unguarded: bool = False,
-    close_loops: bool = False,
+    twins: tuple[str, ...] = (),
 ) -> dict:
     """Run the bench and write results.json, predictions-*.jsonl, report.md and plots to ``out``
     (each written whole or not at all; results.json last).
@@ -76,7 +76,8 @@ def run_bench(
     ``limit``: queries per data file (None: all); ``reference_per_query``: run the reference one
     prompt per query (the official path) instead of on the batched engine (same tokens, faster).
     ``reference_options``: torch options of the reference (``{"device": "cuda", "dtype": "float16"}``;
-    default float32 on CPU); ``gguf_options``: options of GGUF candidates (``{"kv_cache_type": "f32"}``)."""
+    default float32 on CPU); ``gguf_options``: options of GGUF candidates (``{"kv_cache_type": "f32"}``);
+    ``twins``: comparison runs of each variant (:data:`uner.bench.suite.TWINS`)."""
     if not data:
         raise InputError("expected at least one --data file, got none")
     datasets = load_datasets(data, limit)  # first: a bad data file is an error before any model is built
@@ -89,8 +90,7 @@ def run_bench(
         reference_options,
         gguf_options,
         reference_per_query,
-        unguarded,
-        close_loops,
+        twins,
     )
     out.mkdir(parents=True, exist_ok=True)
     threads = threads or os.cpu_count() or 1
@@ -106,6 +106,7 @@ def run_bench(
         "texts": {name: len({q.text for q in queries}) for name, queries in datasets.items()},
         "variants": summarize(runs, machine["read_bandwidth_bytes_per_s"]),
         "loop_guard": guard_comparisons(runs),
+        "prompt_stem": stem_comparisons(runs),
     }
     # every file goes to a temporary name and is renamed when complete; results.json last, so
     # one that is there belongs to a bench that finished writing everything else
@@ -184,6 +185,14 @@ def bench(
             help="Also run every candidate reading answers cut inside their list up to the last complete mention.",
         ),
     ] = False,
+    fresh_stem: Annotated[
+        bool,
+        typer.Option(
+            "--fresh-stem",
+            help="Also run the reference and every candidate encoding the prompt's shared start again for every "
+            "text (instead of keeping its KV).",
+        ),
+    ] = False,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Generation limit per answer.")
     ] = DEFAULT_MAX_NEW_TOKENS,
@@ -225,8 +234,9 @@ def bench(
         },
         gguf_options=backend_options(kv_cache, False),
         reference_per_query=reference_per_query,
-        unguarded=unguarded,
-        close_loops=close_loops,
+        twins=tuple(
+            name for name, asked in ((UNGUARDED, unguarded), (CLOSED, close_loops), (FRESH_STEM, fresh_stem)) if asked
+        ),
     )
     if not quiet:
         typer.echo(markdown(results))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 
 from uner.bench.scoring import score_by_dataset
-from uner.bench.suite import CLOSED, UNGUARDED, VariantRun
+from uner.bench.suite import CLOSED, FRESH_STEM, UNGUARDED, VariantRun
 from uner.toolkit.gates import with_interval
 
 
@@ -35,7 +35,7 @@ def guard_comparisons(runs: list[VariantRun]) -> list[dict]:
     """One entry per variant that has a ``no-loop-guard`` and/or a ``close-loops`` twin."""
     entries = []
     for run in runs:
-        if run.spec.name.endswith((f" {UNGUARDED}", f" {CLOSED}")):
+        if run.spec.name.endswith((f" {UNGUARDED}", f" {CLOSED}", f" {FRESH_STEM}")):
             continue
         unguarded, closed = _twin(runs, run, UNGUARDED), _twin(runs, run, CLOSED)
         if unguarded is None and closed is None:

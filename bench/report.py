@@ -11,6 +11,7 @@ from uner.atomic import atomic_path
 from uner.bench.guard_parity import guard_markdown
 from uner.bench.scoring import DatasetScore, score_by_dataset
 from uner.bench.statistics import ROUNDS
+from uner.bench.stem_parity import stem_markdown
 from uner.bench.suite import VariantRun
 from uner.toolkit.gates import with_interval
 
@@ -208,6 +209,7 @@ def markdown(results: dict) -> str:
             f"{v['load_seconds']:.1f} | {v['peak_rss_bytes'] / 1e6:.0f} |"
         )
     lines += guard_markdown(results.get("loop_guard", []))
+    lines += stem_markdown(results.get("prompt_stem", []))
     return "\n".join(lines) + "\n"
 
 

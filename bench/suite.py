@@ -26,6 +26,9 @@ from uner.eval_data import Query, read_queries
 from uner.loading import detect_backend, load, resolve_model
 
 UNGUARDED, CLOSED = "no-loop-guard", "close-loops"  # name suffixes of the guard's comparison runs
+FRESH_STEM = "fresh-stem"  # the suffix of a run that encodes the prompt stem again for every text
+#: each twin's options: a variant run once more with them, as ``NAME twin``
+TWINS = {UNGUARDED: {"loop_guard": False}, CLOSED: {"close_loops": True}, FRESH_STEM: {"reuse_stem": False}}
 
 
 @dataclass(frozen=True)
@@ -180,26 +183,25 @@ def plan_variants(
     reference_options: dict | None = None,
     gguf_options: dict | None = None,
     reference_per_query: bool = False,
-    unguarded: bool = False,
-    close_loops: bool = False,
+    twins: tuple[str, ...] = (),
 ) -> list[VariantSpec]:
     """The reference first (torch, on the batched engine, whose tokens are those of one prompt
     per query, or with ``reference_per_query`` on that official path itself), then each
     candidate on the batched engine (plus its per-query path and constrained runs when asked),
     then the naive baselines they call for. ``reference_options``: the reference's torch
     options (``device``, ``dtype``, ``allow_pickle``); ``gguf_options``: those of GGUF
-    candidates (``kv_cache_type``). ``unguarded`` adds each candidate (and the reference) once
-    more without the loop guard, ``close_loops`` once more reading cut lists to their last
-    complete mention: ``NAME no-loop-guard`` and ``NAME close-loops``."""
+    candidates (``kv_cache_type``). ``twins`` (keys of :data:`TWINS`) run each candidate once
+    more with the twin's options, as ``NAME twin``: ``no-loop-guard`` without the loop guard
+    (the reference too), ``close-loops`` reading cut lists to their last complete mention,
+    ``fresh-stem`` encoding the prompt stem again for every text (the reference too)."""
     reference_path = resolve_model(resolve_reference(reference))
     if detect_backend(reference_path) != "torch":
         raise InputError(f"expected --reference to be a Hugging Face folder (run on torch), got {reference}")
     options = {"batched": not reference_per_query, **(reference_options or {})}
     specs = [VariantSpec(f"reference:{Path(reference_path).name}", str(reference_path), options=options)]
-    if unguarded:
-        specs.append(
-            VariantSpec(f"{specs[0].name} {UNGUARDED}", specs[0].path, options={**options, "loop_guard": False})
-        )
+    for twin in (UNGUARDED, FRESH_STEM):
+        if twin in twins:
+            specs.append(VariantSpec(f"{specs[0].name} {twin}", specs[0].path, options={**options, **TWINS[twin]}))
     ggufs = []
     for candidate in candidates:
         path = resolve_model(candidate)
@@ -212,10 +214,7 @@ def plan_variants(
         if per_query:
             specs.append(VariantSpec(f"{name} per-query", str(path), options={**own, "batched": False}))
         specs += [VariantSpec(f"{name} {kind}", str(path), options={**own, "constrain": kind}) for kind in constraints]
-        if unguarded:
-            specs.append(VariantSpec(f"{name} {UNGUARDED}", str(path), options={**own, "loop_guard": False}))
-        if close_loops:
-            specs.append(VariantSpec(f"{name} {CLOSED}", str(path), options={**own, "close_loops": True}))
+        specs += [VariantSpec(f"{name} {twin}", str(path), options={**own, **TWINS[twin]}) for twin in twins]
     if baselines:
         specs.append(VariantSpec("hf-naive", str(reference_path), kind="hf-naive"))
         if ggufs:

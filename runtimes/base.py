@@ -17,13 +17,13 @@ from typing import Protocol, runtime_checkable
 
 from uner.checks import check_labels, check_text
 from uner.constraints import check_constraint, make_picker_factory
-from uner.engine import EngineStats, Job, decode_jobs
+from uner.engine import EngineStats, Job, StemKV, decode_jobs
 from uner.entity import Entity
 from uner.errors import ExtractorBusy, ExtractorClosed, InputError
 from uner.extraction import Extraction, TextResult, WindowBar
 from uner.loop_guard import AnswerGuard, stop_reason
 from uner.parsing import close_cut_list
-from uner.prompt import encode_prompt
+from uner.prompt import encode_prompt, encode_stem
 from uner.token_table import TokenTable
 from uner.windows import DEFAULT_WINDOW, split_windows
 
@@ -81,6 +81,9 @@ class GenerativeExtractor(ABC):
         close_loops: read an answer cut short inside its list (by the guard or the limit) up
             to its last complete mention, instead of as ``[]`` like the official parser: more
             mentions, a different F1, so off by default.
+        reuse_stem: keep the KV of the prompt start every text shares (the system line and
+            ``USER: Text:``) from one text to the next, on backends whose pools can; ``False``
+            encodes it again with each text.
     """
 
     name: str
@@ -100,6 +103,7 @@ class GenerativeExtractor(ABC):
         progress: bool = False,
         loop_guard: bool = True,
         close_loops: bool = False,
+        reuse_stem: bool = True,
     ) -> None:
         if max_new_tokens < 1:
             raise InputError(f"expected max_new_tokens >= 1, got {max_new_tokens}")
@@ -112,8 +116,10 @@ class GenerativeExtractor(ABC):
         self.progress = progress
         self.loop_guard = loop_guard
         self.close_loops = close_loops
+        self.reuse_stem = reuse_stem
         self._token_table: TokenTable | None = None
         self.stats = EngineStats()
+        self.stem_kv = StemKV()  # the branch pools' KV of prompt_stem(), kept across runs
         self._lock = threading.Lock()
         self._holder: int | None = None  # thread id holding the lock
         self._closed = False
@@ -212,6 +218,10 @@ class GenerativeExtractor(ABC):
             self._token_table = TokenTable(self.token_bytes, self.vocab_size)
         return self._token_table
 
+    def prompt_stem(self) -> list[int]:
+        """The ids every prompt starts with, whose KV branch pools keep (empty: ``reuse_stem`` off)."""
+        return encode_stem(self.encode, self.bos_id) if self.reuse_stem else []
+
     def generate_jobs(self, jobs: Iterable[Job]) -> Iterator[tuple[int, list[list[int]]]]:
         """Greedy continuations of every job's prompts (one job per text or window), as
         ``(job index, ids per prompt)`` in the order jobs finish. Batched through the backend's
@@ -228,13 +238,13 @@ class GenerativeExtractor(ABC):
                 yield index, [self._generate_alone(prompt, stats) for prompt in job.prompts]
             return
         picker = make_picker_factory(self.constrain, self._table, self.eos_id)
-        guards, limit = self.new_guard, self.max_new_tokens
+        guards, limit, stem = self.new_guard, self.max_new_tokens, self.prompt_stem()
         if self.batched:
-            yield from decode_jobs(pool(), jobs, picker, self.eos_id, limit, stats, guards)
+            yield from decode_jobs(pool(), jobs, picker, self.eos_id, limit, stats, guards, stem)
             return
         for index, job in enumerate(jobs):
             singles = (Job([prompt], job.text) for prompt in job.prompts)
-            done = dict(decode_jobs(pool(), singles, picker, self.eos_id, limit, stats, guards))
+            done = dict(decode_jobs(pool(), singles, picker, self.eos_id, limit, stats, guards, stem))
             yield index, [done[i][0] for i in range(len(job.prompts))]
 
     def _generate_alone(self, prompt: Sequence[int], stats: EngineStats) -> list[int]:
@@ -335,10 +345,12 @@ class GenerativeExtractor(ABC):
             return
         if self._holder == threading.get_ident():
             self._closed = True
+            self.stem_kv.clear()
             self._release()
             return
         with self._lock:
             self._closed = True
+            self.stem_kv.clear()
             self._release()
 
     def __enter__(self) -> GenerativeExtractor:

@@ -43,9 +43,13 @@ class BranchPool(Protocol):
     def room(self, prefix_len: int, suffix_lens: Sequence[int], max_new_tokens: int) -> int:
         """How many of these branches (in order) can be added now; 0 to wait for running ones."""
 
-    def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[Hashable], np.ndarray]:
+    def add(
+        self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], stem: int = 0
+    ) -> tuple[list[Hashable], np.ndarray]:
         """Encode ``prefix`` once and each suffix after it: a handle per new branch, and the
-        logits of each suffix's last token ``[len(suffixes), vocab]``."""
+        logits of each suffix's last token ``[len(suffixes), vocab]``. The first ``stem``
+        tokens of ``prefix`` start every text's prompt (the system line): a pool may keep
+        their KV from one text to the next and encode only the rest."""
 
     def step(self, branches: Sequence[Hashable], tokens: Sequence[int]) -> np.ndarray:
         """Feed each running branch its next token: logits ``[len(branches), vocab]``."""
@@ -115,6 +119,30 @@ class EngineStats:
         return sum(1 for limit, total in zip(rows, self.tokens_per_step) if limit and limit == total)
 
 
+class StemKV:
+    """A backend's KV of the prompt stem (:meth:`BranchPool.add`'s ``stem``), kept across runs
+    with the ids it encodes, so a pool reuses it only for the same ids."""
+
+    def __init__(self) -> None:
+        self._ids: tuple[int, ...] | None = None
+        self._kv: object = None
+
+    @property
+    def size(self) -> int:
+        """Tokens of the stem kept (0: none)."""
+        return len(self._ids) if self._ids is not None else 0
+
+    def get(self, ids: Sequence[int]) -> object:
+        """The KV kept for exactly ``ids``, else ``None``."""
+        return self._kv if self._ids == tuple(ids) else None
+
+    def put(self, ids: Sequence[int], kv: object) -> None:
+        self._ids, self._kv = tuple(ids), kv
+
+    def clear(self) -> None:
+        self._ids = self._kv = None
+
+
 def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
     """Length of the longest common prefix of ``prompts``, leaving each at least one own token
     (the last prompt token must be run per sequence to get its logits)."""
@@ -169,12 +197,15 @@ def greedy_continuation(
 class _Admission:
     """A job's branches not yet in the pool (a job that does not fit at once goes in parts)."""
 
-    def __init__(self, index: int, job: Job) -> None:
+    def __init__(self, index: int, job: Job, stem: Sequence[int]) -> None:
         self.index = index
         cut = shared_prefix(job.prompts)
         self.prefix = list(job.prompts[0][:cut])
         self.suffixes = [list(p[cut:]) for p in job.prompts]
         self.admitted = 0
+        # the stem's KV is reused only when this prompt really starts with its ids
+        starts = 0 < len(stem) < len(self.prefix) and self.prefix[: len(stem)] == list(stem)
+        self.stem = len(stem) if starts else 0
 
     @property
     def rest(self) -> list[list[int]]:
@@ -189,11 +220,12 @@ def decode_jobs(
     max_new_tokens: int,
     stats: EngineStats | None = None,
     make_guard: GuardFactory = _no_guard,
+    stem: Sequence[int] = (),
 ) -> Iterator[tuple[int, list[list[int]]]]:
     """Greedy continuations of every job's prompts, as ``(job index, ids per prompt)`` in the
     order jobs finish. EOS is not included; at most ``max_new_tokens`` per prompt, and each
     answer ends where its guard (``make_guard()``, one per answer) says (the per-query path's
-    contract)."""
+    contract). ``stem``: the ids every text's prompt starts with, whose KV the pool may keep."""
     stats = stats if stats is not None else EngineStats()
     incoming = iter(enumerate(jobs))
     jobs_by_index: dict[int, Job] = {}
@@ -226,7 +258,7 @@ def decode_jobs(
                         break
                     jobs_by_index[item[0]] = item[1]
                     outputs[item[0]] = [None] * len(item[1].prompts)
-                    waiting = _Admission(*item)
+                    waiting = _Admission(*item, stem)
                 rest = waiting.rest
                 count = min(len(rest), pool.room(len(waiting.prefix), [len(s) for s in rest], max_new_tokens))
                 if count == 0 and not running:
@@ -234,7 +266,7 @@ def decode_jobs(
                 if count == 0:
                     break
                 started = time.perf_counter()
-                handles, logits = pool.add(waiting.prefix, rest[:count])
+                handles, logits = pool.add(waiting.prefix, rest[:count], waiting.stem)
                 stats.prefill_seconds += time.perf_counter() - started
                 job = jobs_by_index[waiting.index]
                 for offset, (handle, row) in enumerate(zip(handles, logits)):

@@ -24,7 +24,7 @@ from uner.llamacpp_branches import LlamaCppBranches
 
 GGUF_MAGIC = b"GGUF"
 DEFAULT_CONTEXT = 4096
-#: branches one context decodes at once (besides the per-query sequence and a prefix holder)
+#: branches one context decodes at once (besides the per-query sequence, a prefix holder and the stem)
 MAX_SEQUENCES = 64
 _KV_TYPES = {"f16": "GGML_TYPE_F16", "f32": "GGML_TYPE_F32"}
 _GENERATE_SEQ = 0
@@ -204,7 +204,8 @@ class LlamaCppExtractor(GenerativeExtractor):
     def _new_context(self, n_threads: int, kv_type: int):
         llama_cpp = self._llama_cpp
         params = llama_cpp.llama_context_default_params()
-        self.n_seq_max = min(MAX_SEQUENCES + 2, llama_cpp.llama_max_parallel_sequences())
+        self.n_seq_max = min(MAX_SEQUENCES + 3, llama_cpp.llama_max_parallel_sequences())
+        self.stem_seq = self.n_seq_max - 1  # holds the prompt stem's cells across texts and runs
         # flash attention is llama.cpp's choice on GPUs; on CPU it was slower for our batches
         # (11.8 vs 10.2 queries/s, uniner-smol Q4_K_M, 2 cores)
         flash = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO if self._offloaded else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
@@ -308,9 +309,34 @@ class LlamaCppExtractor(GenerativeExtractor):
         self._llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
 
     def clear_memory(self) -> None:
-        """Empty the KV cache (metadata only: cells are rewritten)."""
+        """Empty the KV cache (metadata only: cells are rewritten), the stem's cells included."""
         self._check_open()
         self._llama_cpp.llama_memory_clear(self._memory, False)
+        self.stem_kv.clear()
+
+    @property
+    def stem_cells(self) -> int:
+        """Cells the kept prompt stem holds (0: none)."""
+        return self.stem_kv.size
+
+    def keep_only_stem(self) -> None:
+        """Forget every sequence but the stem's (or empty the cache when none is kept)."""
+        if self.stem_kv.size:
+            self._check_open()
+            self._llama_cpp.llama_memory_seq_keep(self._memory, self.stem_seq)
+        else:
+            self.clear_memory()
+
+    def start_from_stem(self, stem: Sequence[int], seq: int) -> int:
+        """Give ``seq`` the cells of the prompt stem ``stem`` (decoded first when the cache does
+        not hold exactly these ids); the number of positions it then covers."""
+        if self.stem_kv.get(stem) is None:
+            self.remove_sequence(self.stem_seq)
+            count = len(stem)
+            self.decode_tokens(stem, range(count), [self.stem_seq] * count, [False] * count)
+            self.stem_kv.put(stem, count)
+        self.copy_sequence(self.stem_seq, seq)
+        return len(stem)
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         """The per-query path: the whole prompt on its own, then one token per step."""

@@ -49,11 +49,26 @@ class OnnxBranches:
         crowded = len(self._alive) + len(suffix_lens) > self._max_branches
         return 0 if too_wide or crowded else len(suffix_lens)
 
-    def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
+    def _prefix_kv(self, prefix: Sequence[int], stem: int) -> list:
+        """The prefix's KV (one row): its first ``stem`` tokens from the kept stem KV (the
+        session never writes into its inputs), the rest encoded after it."""
+        model, past = self._model, self._model.empty_past()
+        if stem:
+            past = model.stem_kv.get(prefix[:stem])
+            if past is None:
+                _, past = model.forward(
+                    np.array([prefix[:stem]]), np.ones((1, stem)), np.arange(stem)[None], model.empty_past()
+                )
+                model.stem_kv.put(prefix[:stem], past)
+        start = len(prefix)
+        _, kv = model.forward(np.array([prefix[stem:]]), np.ones((1, start)), np.arange(stem, start)[None], past)
+        return kv
+
+    def add(
+        self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], stem: int = 0
+    ) -> tuple[list[int], np.ndarray]:
         model, start = self._model, len(prefix)
-        _, prefix_kv = model.forward(
-            np.array([prefix]), np.ones((1, start)), np.arange(start)[None], model.empty_past()
-        )
+        prefix_kv = self._prefix_kv(prefix, stem)
         prefix_arrays = [value.numpy() for value in prefix_kv]
         width = start + max(len(s) for s in suffixes)
         kv = [np.zeros((len(suffixes), a.shape[1], width, a.shape[3]), dtype=a.dtype) for a in prefix_arrays]

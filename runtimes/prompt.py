@@ -29,6 +29,11 @@ def text_turn(text: str) -> str:
     return f"{SYSTEM} {USER_ROLE}: Text: {text} {ASSISTANT_ROLE}: {READ_REPLY}"
 
 
+def stem_turn() -> str:
+    """The start of every passage segment, the same for every text: its KV can be kept once."""
+    return f"{SYSTEM} {USER_ROLE}: Text:"
+
+
 def question_turn(label: str) -> str:
     """The question segment: everything after the first EOS, ending with the generation prompt."""
     return f"{USER_ROLE}: What describes {label} in the text? {ASSISTANT_ROLE}:"
@@ -63,6 +68,13 @@ def encode_prompt(
     ids.append(eos_id)
     ids += tokenize(question_turn(label))
     return ids
+
+
+def encode_stem(tokenize: Callable[[str], Sequence[int]], bos_id: int | None) -> list[int]:
+    """Token ids of :func:`stem_turn` as :func:`encode_prompt` starts them. The passage's first
+    word could merge with the stem's last token in some vocabulary, so users of the stem check
+    that a prompt starts with these ids before reusing their KV."""
+    return ([bos_id] if bos_id is not None else []) + list(tokenize(stem_turn()))
 
 
 def encode_conversation(

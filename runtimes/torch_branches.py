@@ -13,6 +13,7 @@ per-call overhead, not arithmetic).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -63,11 +64,35 @@ class TorchBranches:
     def _tensor(self, rows) -> object:
         return self._torch.tensor(rows, dtype=self._torch.long, device=self._owner.device)
 
-    def add(self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]]) -> tuple[list[int], np.ndarray]:
-        start, width = len(prefix), max(len(s) for s in suffixes)
+    def _prefix_cache(self, prefix: Sequence[int], stem: int):
+        """The prefix's KV (one row): its first ``stem`` tokens from the kept stem KV (a copy:
+        the forward pass extends a cache in place), the rest encoded after it."""
+        past = None
+        if stem:
+            kept = self._owner.stem_kv.get(prefix[:stem])
+            if kept is None:
+                _, kept = self._forward(
+                    self._tensor([list(prefix[:stem])]),
+                    self._tensor([[1] * stem]),
+                    self._tensor([list(range(stem))]),
+                    None,
+                )
+                self._owner.stem_kv.put(prefix[:stem], kept)
+            past = copy.deepcopy(kept)
+        start = len(prefix)
         _, cache = self._forward(
-            self._tensor([list(prefix)]), self._tensor([[1] * start]), self._tensor([list(range(start))]), None
+            self._tensor([list(prefix[stem:])]),
+            self._tensor([[1] * start]),
+            self._tensor([list(range(stem, start))]),
+            past,
         )
+        return cache
+
+    def add(
+        self, prefix: Sequence[int], suffixes: Sequence[Sequence[int]], stem: int = 0
+    ) -> tuple[list[int], np.ndarray]:
+        start, width = len(prefix), max(len(s) for s in suffixes)
+        cache = self._prefix_cache(prefix, stem)
         cache.batch_repeat_interleave(len(suffixes))
         pad = self._owner.eos_id
         ids, mask, positions = [], [], []

@@ -121,6 +121,25 @@ def test_bench_compares_each_variant_with_its_unguarded_and_closed_twins(
     assert "## loop guard" in report and "## where the time went" in report and "close-loops" in report
 
 
+def test_bench_compares_each_variant_with_its_fresh_stem_twin(
+    tiny_spm_hf, tiny_spm_ggufs, small_eval_files, tmp_path, capsys
+):
+    out = tmp_path / "bench"
+    argv = ["bench", "-r", tiny_spm_hf, "-c", tiny_spm_ggufs["f32"], "--fresh-stem", "--no-baselines", "-q"]
+    argv += ["-d", small_eval_files[0], "--max-new-tokens", "12", "--threads", "2", "-o", out]
+    code, _, err = run(uner, argv, capsys)
+    assert code == 0, err
+    results = json.loads((out / "results.json").read_text())
+    gguf = "tiny-spm-llama.F32.gguf"
+    names = [v["name"] for v in results["variants"]]
+    assert names == ["reference:tiny-spm-llama", "reference:tiny-spm-llama fresh-stem", gguf, f"{gguf} fresh-stem"]
+    entries = {e["name"]: e for e in results["prompt_stem"]}
+    assert set(entries) == {"reference:tiny-spm-llama", gguf}
+    assert all(e["raw_identical"] == e["queries"] == 3 for e in entries.values())
+    assert results["loop_guard"] == []
+    assert "## prompt stem" in (out / "report.md").read_text()
+
+
 def test_a_reference_that_is_not_a_hf_folder_is_refused(tiny_spm_ggufs, small_eval_files, tmp_path, capsys):
     argv = ["bench", "-r", tiny_spm_ggufs["f32"], "-d", small_eval_files[0], "-o", tmp_path / "b"]
     code, _, err = run(uner, argv, capsys)

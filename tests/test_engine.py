@@ -54,7 +54,9 @@ def test_the_parity_check_catches_a_branch_that_loses_a_token(uniner_smol_ggufs,
 
     add = LlamaCppBranches.add
     monkeypatch.setattr(
-        LlamaCppBranches, "add", lambda self, prefix, suffixes: add(self, prefix, [s[1:] for s in suffixes])
+        LlamaCppBranches,
+        "add",
+        lambda self, prefix, suffixes, stem=0: add(self, prefix, [s[1:] for s in suffixes], stem),
     )
     with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW) as ner:
         plain, batched = per_query_and_batched(ner, crossner_texts(per_domain=1)[:1])
@@ -88,7 +90,7 @@ def test_types_that_do_not_fit_the_kv_cache_run_in_several_batches(uniner_smol_g
     monkeypatch.setattr(
         LlamaCppBranches,
         "add",
-        lambda self, prefix, suffixes: starts.append(len(suffixes)) or add(self, prefix, suffixes),
+        lambda self, prefix, suffixes, stem=0: starts.append(len(suffixes)) or add(self, prefix, suffixes, stem),
     )
     text, labels = crossner_texts(per_domain=1)[0]
     with load(uniner_smol_ggufs["f32"], max_new_tokens=MAX_NEW, n_ctx=384) as ner:
@@ -131,7 +133,9 @@ def test_a_text_joins_the_running_batch_whole_once_finished_rows_have_left(
     added = []
     add = pool_class.add
     monkeypatch.setattr(
-        pool_class, "add", lambda self, prefix, suffixes: added.append(len(suffixes)) or add(self, prefix, suffixes)
+        pool_class,
+        "add",
+        lambda self, prefix, suffixes, stem=0: added.append(len(suffixes)) or add(self, prefix, suffixes, stem),
     )
     texts = crossner_texts(per_domain=2)  # 6 texts x 11-13 types: more rows than one batch holds
     with load({"torch": uniner_smol_hf, "onnx": uniner_smol_onnx["fp32"]}[kind], max_new_tokens=MAX_NEW) as ner:

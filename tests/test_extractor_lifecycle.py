@@ -70,7 +70,7 @@ def test_the_engine_resets_its_pool_when_a_run_fails_or_is_abandoned():
         def room(self, prefix_len, suffix_lens, max_new_tokens):
             return len(suffix_lens)
 
-        def add(self, prefix, suffixes):
+        def add(self, prefix, suffixes, stem=0):
             import numpy as np
 
             return list(range(len(suffixes))), np.zeros((len(suffixes), 4))

@@ -111,7 +111,7 @@ class LoopingPool:
         row[token] = 1.0
         return row
 
-    def add(self, prefix, suffixes):
+    def add(self, prefix, suffixes, stem=0):
         handles = list(range(len(self.position), len(self.position) + len(suffixes)))
         self.position.update({h: 0 for h in handles})
         return handles, np.stack([self._logits(1) for _ in handles])
