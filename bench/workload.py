@@ -40,6 +40,28 @@ def choose_workload(
     return [query for text, group in by_text.items() if text in chosen for query in group[:types]]
 
 
+def sample_texts(paths: Sequence[Path], limit: int | None) -> list[tuple[str, list[str]]]:
+    """(text, its labels) of the bench's sample at ``limit`` in each file, in file order."""
+    texts = []
+    for path in paths:
+        by_text: dict[str, list[str]] = {}
+        for query in sample_queries(read_queries(path), limit):
+            by_text.setdefault(query.text, []).append(query.label)
+        texts += list(by_text.items())
+    return texts
+
+
+def sample_arguments(description: str, model_help: str) -> argparse.ArgumentParser:
+    """The arguments the sample measurements share: a model, data files, limit, threads, output."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("model", help=model_help)
+    parser.add_argument("-d", "--data", type=Path, action="append", required=True)
+    parser.add_argument("--limit", type=int, default=120, help="the bench's --limit: queries per data file")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("-o", "--out", type=Path, required=True, help="the JSON to write")
+    return parser
+
+
 def to_uniner_json(queries: Sequence[Query]) -> list[dict]:
     """Queries as the official eval files write them (one conversation per query)."""
     return [
