@@ -72,11 +72,13 @@ def _average(score: DatasetScore, is_reference: bool) -> dict:
 
 
 def _bits_per_weight(run: VariantRun, parameters: int | None, is_reference: bool) -> float | None:
-    """Stored weight bits per parameter of the reference model (the torch reference: what it
-    computes with). Embeddings a format stores twice count twice: that is what it costs."""
+    """Stored weight bits per parameter of the reference model (torch runs, the reference and
+    its twins among them: what they compute with). Embeddings a format stores twice count
+    twice: that is what it costs."""
     if not parameters:
         return None
-    stored = run.weights_bytes if is_reference or run.stored_weight_bytes is None else run.stored_weight_bytes
+    computes = is_reference or run.backend == "torch" or run.stored_weight_bytes is None
+    stored = run.weights_bytes if computes else run.stored_weight_bytes
     return 8 * stored / parameters
 
 

@@ -175,3 +175,14 @@ def test_scores_agreement_and_ratios_are_measured_against_the_same_run():
     assert cand["decode_bound_tokens_per_s"] == pytest.approx(10.0)
     assert cand["changed_answers"] == {"queries": 1, "entities_gained": 1, "entities_lost": 0}
     assert ref["delta_f1_ci95"] == [0.0, 0.0] and cand["delta_f1_ci95"][0] <= cand["delta_f1"] <= 0.0
+
+
+def test_bits_per_weight_of_a_torch_run_are_those_it_computes_with_not_those_stored():
+    from uner.bench.report import _bits_per_weight
+    from uner.bench.suite import VariantRun, VariantSpec
+
+    def run(backend):  # 100 parameters computed in fp32 (400 bytes), stored as bf16 (200 bytes)
+        return VariantRun(VariantSpec("x", "x"), backend, [], 0.0, 0, 0, 400, stored_weight_bytes=200)
+
+    assert _bits_per_weight(run("torch"), 100, is_reference=False) == 32.0  # a reference twin, a torch candidate
+    assert _bits_per_weight(run("llamacpp"), 100, is_reference=False) == 16.0  # a file: what it stores
