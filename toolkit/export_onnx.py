@@ -48,6 +48,7 @@ from uner.toolkit.files import (
 )
 from uner.toolkit.gptq import collect_hessians
 from uner.toolkit.mapped_model import builder_uses, mapped_llama
+from uner.toolkit.onnx_graph_edits import logits_at_last_position
 from uner.toolkit.onnx_quantize import quantize_onnx
 from uner.toolkit.onnx_settings import WeightQuantization, weight_quantization
 
@@ -229,6 +230,7 @@ def _build_folder(
     try:
         logger.info("building %s ONNX for %s from %s", precision, device, checkpoint.folder)
         _build_graph(checkpoint, building, precision, device, quantization, progress)
+        last_only = logits_at_last_position(building / ONNX_FILE)
         _replace_tokenizer_files(checkpoint.folder, building)
         write_json_atomic(building / PROMPT_FILE, {"template": TEMPLATE, "greedy": True, "max_new_tokens": 256})
         _write_manifest(
@@ -245,6 +247,7 @@ def _build_folder(
                 "opsets": _opsets(building / ONNX_FILE),
                 "quantization": quantization.as_dict() if quantization else None,
                 "builder": f"onnxruntime-genai {_builder_version()}",
+                "logits": "last position" if last_only else "every position",  # toolkit/onnx_graph_edits.py
                 "prompt_template": TEMPLATE,
             },
         )

@@ -1,0 +1,48 @@
+"""Edits to the builder's ONNX graph after it is written (the weights stay where they are).
+
+The builder's graph computes the output layer at every input position: ``logits`` is
+``[batch, new tokens, vocab]``. A greedy decoder reads only the last position, and over a
+prompt the output layer is a large share of the work (SmolLM2: 49152 x 576, about a fifth of
+each position's multiply-adds, and more when the body is int4 but the head is not). So the graph
+gathers the last position of the final hidden state before the output layer: ``logits`` becomes
+``[batch, 1, vocab]``, which is what :meth:`uner.onnx_backend.OnnxExtractor.forward` and
+onnxruntime-genai's generator read (both take the last position).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+LAST_POSITION = "uner_last_position"  # the Gather index initializer: [-1]
+GATHER_NODE = "uner_gather_last_position"
+
+
+def logits_at_last_position(model_file: Path) -> bool:
+    """Rewrite ``model_file`` (its graph only; external data untouched) so that the output layer
+    runs on the last position alone: True when its logits are now the last position's (an edited
+    graph is left as it is), False for a graph with no ``logits`` output (left as built)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(model_file), load_external_data=False)
+    graph = model.graph
+    if any(node.name == GATHER_NODE for node in graph.node):
+        return True
+    producers = {output: node for node in graph.node for output in node.output}
+    head = producers.get("logits")
+    if head is None:
+        return False
+    while head.op_type == "Cast" and head.input[0] in producers:  # an fp16 graph casts the head's output
+        head = producers[head.input[0]]
+    graph.initializer.append(helper.make_tensor(LAST_POSITION, TensorProto.INT64, [1], [-1]))
+    gathered = f"{head.input[0]}/last_position"
+    gather = helper.make_node("Gather", [head.input[0], LAST_POSITION], [gathered], axis=1, name=GATHER_NODE)
+    head.input[0] = gathered
+    nodes = list(graph.node)
+    graph.node.insert(nodes.index(head), gather)
+    for output in graph.output:
+        if output.name == "logits":  # its sequence axis is now 1
+            output.type.tensor_type.shape.dim[1].ClearField("dim_param")
+            output.type.tensor_type.shape.dim[1].dim_value = 1
+    onnx.save(model, str(model_file))
+    return True
