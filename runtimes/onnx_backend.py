@@ -83,6 +83,9 @@ class DecoderIO:
     head_dim: int
     position_ids: bool
     use_cache_branch: bool
+    #: the branch graph's inputs (toolkit/onnx_graph_edits.py): an attention bias and the
+    #: positions whose logits come back, so one call can encode several suffixes of one row
+    suffix_batching: bool = False
 
     @classmethod
     def from_session(cls, session, layout: OnnxLayout) -> DecoderIO:
@@ -103,7 +106,10 @@ class DecoderIO:
         if kv_type is None:
             raise ModelNotFound(f"expected a float or float16 KV cache, got {kv.type} in {layout.model_file}")
         heads, head_dim = _kv_shape(kv.shape, layout.folder)
-        return cls(past, present, kv_type, heads, head_dim, "position_ids" in inputs, "use_cache_branch" in inputs)
+        batching = "attention_bias" in inputs and "logit_positions" in inputs
+        return cls(
+            past, present, kv_type, heads, head_dim, "position_ids" in inputs, "use_cache_branch" in inputs, batching
+        )
 
 
 def _kv_shape(shape: list, folder: Path) -> tuple[int, int]:
@@ -220,20 +226,34 @@ class OnnxExtractor(GenerativeExtractor):
         )
 
     def forward(
-        self, input_ids: np.ndarray, mask: np.ndarray, positions: np.ndarray, past: list
+        self,
+        input_ids: np.ndarray,
+        mask: np.ndarray,
+        positions: np.ndarray,
+        past: list,
+        bias: np.ndarray | None = None,
+        logit_positions: Sequence[int] | None = None,
     ) -> tuple[np.ndarray, list]:
         """One pass over ``input_ids`` ``[rows, new]`` after ``past``: float32 logits of each row's
         last token ``[rows, vocab]`` and the new KV cache (on the session's device).
 
         ``mask`` ``[rows, past + new]`` marks the cache entries each row attends to;
-        ``positions`` ``[rows, new]`` are the new tokens' positions.
-        """
+        ``positions`` ``[rows, new]`` are the new tokens' positions. Graphs with
+        ``io.suffix_batching`` also take ``bias`` ``[1, 1, new, past + new]`` (added to the
+        attention scores; zeros when ``None``) and ``logit_positions`` (of a single row: the
+        logits ``[len, vocab]`` of these new-token indices instead)."""
         self._check_open()
         binding = self.session.io_binding()
         binding.bind_cpu_input("input_ids", np.ascontiguousarray(input_ids, dtype=np.int64))
         binding.bind_cpu_input("attention_mask", np.ascontiguousarray(mask, dtype=np.int64))
         if self.io.position_ids:
             binding.bind_cpu_input("position_ids", np.ascontiguousarray(positions, dtype=np.int64))
+        if self.io.suffix_batching:
+            if bias is None:
+                bias = np.zeros((1, 1, input_ids.shape[1], mask.shape[1]), dtype=self.io.kv_dtype)
+            binding.bind_cpu_input("attention_bias", np.ascontiguousarray(bias, dtype=self.io.kv_dtype))
+            wanted = [-1] if logit_positions is None else list(logit_positions)
+            binding.bind_cpu_input("logit_positions", np.array(wanted, dtype=np.int64))
         if self.io.use_cache_branch:
             binding.bind_cpu_input("use_cache_branch", np.array([mask.shape[1] > input_ids.shape[1]]))
         for name, value in zip(self.io.past, past):
@@ -243,7 +263,9 @@ class OnnxExtractor(GenerativeExtractor):
             binding.bind_output(name, *self._device)
         self.session.run_with_iobinding(binding)
         outputs = binding.get_outputs()
-        return outputs[0].numpy()[:, -1].astype(np.float32, copy=False), outputs[1:]
+        logits = outputs[0].numpy()
+        rows = logits[:, -1] if logit_positions is None else logits[0]
+        return rows.astype(np.float32, copy=False), outputs[1:]
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         """The per-query path: the whole prompt, then one token per step."""

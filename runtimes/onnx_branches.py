@@ -1,7 +1,10 @@
 """The branch pool on ONNX Runtime (:class:`uner.engine.BranchPool`).
 
-The prefix is run once; each suffix then runs on its own from the prefix's KV cache
-(GroupQueryAttention takes several new tokens after a past only for one row). Decoding runs
+The prefix is run once; the suffixes then follow it from the prefix's KV cache. GroupQueryAttention
+takes several new tokens after a past only for one row, so on our exports' branch graph
+(``model_branches.onnx``: an attention bias, explicit positions and chosen logit positions) every
+suffix runs in one call of one row, end to end, each kept to the prefix and itself by a
+block-diagonal bias; other graphs run each suffix in a call of its own. Decoding runs
 every branch as one row of a batch whose KV cache is right-padded: each row's mask holds ones
 on its own entries, zeros on the padding and a one for every new token. GroupQueryAttention
 reads only the mask's row sums (it keeps each row's cache contiguous); standard attention graphs
@@ -72,21 +75,49 @@ class OnnxBranches:
         prefix_arrays = [value.numpy() for value in prefix_kv]
         width = start + max(len(s) for s in suffixes)
         kv = [np.zeros((len(suffixes), a.shape[1], width, a.shape[3]), dtype=a.dtype) for a in prefix_arrays]
-        logits = []
-        for row, suffix in enumerate(suffixes):
-            total = start + len(suffix)
-            row_logits, present = model.forward(
-                np.array([suffix]), np.ones((1, total)), np.arange(start, total)[None], prefix_kv
-            )
-            for layer, value in zip(kv, present):
-                layer[row, :, :total] = value.numpy()[0]
-            logits.append(row_logits[0])
+        if model.io.suffix_batching:
+            logits = self._suffixes_together(prefix_kv, start, suffixes, kv)
+        else:
+            logits = []
+            for row, suffix in enumerate(suffixes):
+                total = start + len(suffix)
+                row_logits, present = model.forward(
+                    np.array([suffix]), np.ones((1, total)), np.arange(start, total)[None], prefix_kv
+                )
+                for layer, value in zip(kv, present):
+                    layer[row, :, :total] = value.numpy()[0]
+                logits.append(row_logits[0])
         lengths = np.array([start + len(s) for s in suffixes])
         mask = (np.arange(width)[None] < lengths[:, None]).astype(np.int64)
         handles = list(range(self._next_handle, self._next_handle + len(suffixes)))
         self._next_handle += len(suffixes)
         self._join(kv, mask, lengths, handles)
         return handles, np.stack(logits)
+
+    def _suffixes_together(self, prefix_kv: list, start: int, suffixes, kv: list[np.ndarray]) -> list[np.ndarray]:
+        """Every suffix in one call of one row, laid end to end after the prefix: a block-diagonal
+        bias keeps each suffix to the prefix and itself, and each restarts at position ``start``.
+        Fills each row of ``kv`` with the prefix and its own suffix; the logits of each suffix's
+        last token."""
+        ends = np.cumsum([len(s) for s in suffixes])
+        count = int(ends[-1])
+        starts = ends - [len(s) for s in suffixes]
+        positions = np.concatenate([np.arange(start, start + len(s)) for s in suffixes])
+        bias = np.full((1, 1, count, start + count), np.finfo(self._model.io.kv_dtype).min, self._model.io.kv_dtype)
+        bias[..., :start] = 0
+        for first, end in zip(starts, ends):
+            block = np.tril(np.ones((end - first, end - first), dtype=bool))
+            bias[0, 0, first:end, start + first : start + end][block] = 0
+        ids = np.array([[token for suffix in suffixes for token in suffix]])
+        logits, present = self._model.forward(
+            ids, np.ones((1, start + count)), positions[None], prefix_kv, bias, [int(end) - 1 for end in ends]
+        )
+        for layer, value in zip(kv, present):
+            whole = value.numpy()[0]
+            for row, (first, end) in enumerate(zip(starts, ends)):
+                layer[row, :, :start] = whole[:, :start]
+                layer[row, :, start : start + end - first] = whole[:, start + first : start + end]
+        return list(logits)
 
     def _join(self, kv: list[np.ndarray], mask: np.ndarray, positions: np.ndarray, handles: list[int]) -> None:
         """Stack new rows under the running ones, right-padding the narrower cache."""

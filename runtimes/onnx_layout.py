@@ -112,6 +112,9 @@ def read_layout(path: str | Path) -> OnnxLayout:
         raise ModelNotFound(f"expected an ONNX export, got a {manifest.get('format')!r} manifest in {folder}")
     genai = read_json(folder / GENAI_CONFIG) or None
     model_file = path if path.is_file() else _decoder_file(folder, manifest, genai)
+    branches = (manifest or {}).get("branch_onnx_file")
+    if not path.is_file() and branches and (folder / branches).is_file():
+        model_file = folder / branches  # the same decoder with inputs that batch a text's suffixes
     precision = (manifest or {}).get("precision")
     providers = tuple((manifest or {}).get("providers") or RUNS_ON.get(precision or "", tuple(PROVIDERS)))
     return OnnxLayout(folder, model_file, precision, providers, _context_length(folder, genai), manifest)

@@ -22,7 +22,7 @@ def per_query_and_batched(extractor, texts):
     return plain, batched
 
 
-@pytest.fixture(params=["torch", "gguf-f32", "onnx-fp32", "onnx-int4"])
+@pytest.fixture(params=["torch", "gguf-f32", "onnx-fp32"])
 def artifact(request, uniner_smol_hf, uniner_smol_ggufs, uniner_smol_onnx):
     kind, _, variant = request.param.partition("-")
     return {"torch": uniner_smol_hf, "gguf": uniner_smol_ggufs.get(variant), "onnx": uniner_smol_onnx.get(variant)}[
@@ -44,6 +44,17 @@ def test_quantized_llamacpp_files_agree_on_almost_every_answer(uniner_smol_ggufs
     # has, so a near-tie can flip; F16/F32 files are identical (above). Measured: 102/108.
     texts = crossner_texts(per_domain=3)
     with load(uniner_smol_ggufs["q4_k_m"], max_new_tokens=MAX_NEW) as ner:
+        plain, batched = per_query_and_batched(ner, texts)
+    pairs = [(a, b) for p, q in zip(plain, batched) for a, b in zip(p, q)]
+    assert sum(a == b for a, b in pairs) >= 0.9 * len(pairs)
+
+
+def test_onnx_int4_agrees_with_its_per_query_path_on_almost_every_answer(uniner_smol_onnx):
+    # MatMulNBits rounds by how many rows a call has, and the engine encodes a text's suffixes in
+    # one call: near-ties can flip, as on Q4_K_M (measured: 114 of 117 CrossNER AI answers).
+    texts = crossner_texts(per_domain=3)
+    with load(uniner_smol_onnx["int4"], max_new_tokens=MAX_NEW) as ner:
+        assert ner.io.suffix_batching
         plain, batched = per_query_and_batched(ner, texts)
     pairs = [(a, b) for p, q in zip(plain, batched) for a, b in zip(p, q)]
     assert sum(a == b for a, b in pairs) >= 0.9 * len(pairs)

@@ -48,7 +48,7 @@ from uner.toolkit.files import (
 )
 from uner.toolkit.gptq import collect_hessians
 from uner.toolkit.mapped_model import builder_uses, mapped_llama
-from uner.toolkit.onnx_graph_edits import logits_at_last_position
+from uner.toolkit.onnx_graph_edits import BRANCH_FILE, logits_at_last_position, write_branch_graph
 from uner.toolkit.onnx_quantize import quantize_onnx
 from uner.toolkit.onnx_settings import WeightQuantization, weight_quantization
 
@@ -231,6 +231,8 @@ def _build_folder(
         logger.info("building %s ONNX for %s from %s", precision, device, checkpoint.folder)
         _build_graph(checkpoint, building, precision, device, quantization, progress)
         last_only = logits_at_last_position(building / ONNX_FILE)
+        # CPU exports only: measured there; CUDA's GroupQueryAttention with a bias is untested here
+        branches = last_only and device == "cpu" and write_branch_graph(building / ONNX_FILE, building / BRANCH_FILE)
         _replace_tokenizer_files(checkpoint.folder, building)
         write_json_atomic(building / PROMPT_FILE, {"template": TEMPLATE, "greedy": True, "max_new_tokens": 256})
         _write_manifest(
@@ -244,6 +246,7 @@ def _build_folder(
                 "device": device,
                 "providers": provider_hints(precision, device),
                 "onnx_file": ONNX_FILE,
+                "branch_onnx_file": BRANCH_FILE if branches else None,  # what uner's backend runs
                 "opsets": _opsets(building / ONNX_FILE),
                 "quantization": quantization.as_dict() if quantization else None,
                 "builder": f"onnxruntime-genai {_builder_version()}",

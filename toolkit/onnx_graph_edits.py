@@ -46,3 +46,44 @@ def logits_at_last_position(model_file: Path) -> bool:
             output.type.tensor_type.shape.dim[1].dim_value = 1
     onnx.save(model, str(model_file))
     return True
+
+
+#: the graph our backend runs when a folder has it: the decoder plus three inputs (below)
+BRANCH_FILE = "model_branches.onnx"
+
+
+def write_branch_graph(model_file: Path, branch_file: Path) -> bool:
+    """Write beside ``model_file`` a copy of its graph (the same external weights file) whose
+    GroupQueryAttention nodes also take ``position_ids`` ``[batch, new]`` and ``attention_bias``
+    ``[1, 1, new, total]``, and whose output layer runs at ``logit_positions`` ``[k]`` (of the
+    batch's single row): with a block-diagonal bias, one call after a text's prefix encodes every
+    type's suffix (GroupQueryAttention refuses several new tokens per row after a past when the
+    batch has more than one row). The inputs are required, so onnxruntime-genai keeps running
+    ``model_file``. False (nothing written) for a graph without the last-position edit or GQA."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(model_file), load_external_data=False)
+    graph = model.graph
+    attention = [node for node in graph.node if node.op_type == "GroupQueryAttention"]
+    gather = next((node for node in graph.node if node.name == GATHER_NODE), None)
+    kv = next((i for i in graph.input if i.name.startswith("past_key_values")), None)
+    if not attention or gather is None or kv is None:
+        return False
+    bias_type = kv.type.tensor_type.elem_type  # the attention's float type
+    graph.input.append(helper.make_tensor_value_info("position_ids", TensorProto.INT64, ["batch", "new"]))
+    graph.input.append(helper.make_tensor_value_info("attention_bias", bias_type, [1, 1, "new", "total"]))
+    graph.input.append(helper.make_tensor_value_info("logit_positions", TensorProto.INT64, ["positions"]))
+    for node in attention:
+        node.input.extend([""] * (11 - len(node.input)))
+        node.input[9], node.input[10] = "position_ids", "attention_bias"
+    gather.input[1] = "logit_positions"
+    kept = [t for t in graph.initializer if t.name != LAST_POSITION]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for output in graph.output:
+        if output.name == "logits":
+            output.type.tensor_type.shape.dim[1].Clear()
+            output.type.tensor_type.shape.dim[1].dim_param = "positions"
+    onnx.save(model, str(branch_file))
+    return True
