@@ -12,12 +12,8 @@ from __future__ import annotations
 from collections import Counter
 
 from uner.bench.scoring import score_by_dataset
-from uner.bench.suite import CLOSED, FRESH_STEM, UNGUARDED, VariantRun
+from uner.bench.suite import CLOSED, UNGUARDED, VariantRun, is_twin, paired_predictions, twin_of
 from uner.toolkit.gates import with_interval
-
-
-def _twin(runs: list[VariantRun], run: VariantRun, suffix: str) -> VariantRun | None:
-    return next((other for other in runs if other.spec.name == f"{run.spec.name} {suffix}"), None)
 
 
 def _steps(run: VariantRun) -> dict:
@@ -35,15 +31,14 @@ def guard_comparisons(runs: list[VariantRun]) -> list[dict]:
     """One entry per variant that has a ``no-loop-guard`` and/or a ``close-loops`` twin."""
     entries = []
     for run in runs:
-        if run.spec.name.endswith((f" {UNGUARDED}", f" {CLOSED}", f" {FRESH_STEM}")):
+        if is_twin(run):
             continue
-        unguarded, closed = _twin(runs, run, UNGUARDED), _twin(runs, run, CLOSED)
+        unguarded, closed = twin_of(runs, run, UNGUARDED), twin_of(runs, run, CLOSED)
         if unguarded is None and closed is None:
             continue
         entry: dict = {"name": run.spec.name, "queries": len(run.predictions), "guarded": _steps(run)}
         if unguarded is not None:
-            theirs = {(p.dataset, p.id): p for p in unguarded.predictions}
-            pairs = [(p, theirs[(p.dataset, p.id)]) for p in run.predictions]
+            pairs = paired_predictions(run, unguarded)
             differ = [(mine, full) for mine, full in pairs if mine.raw != full.raw]
             entry.update(
                 unguarded=_steps(unguarded),

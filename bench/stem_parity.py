@@ -7,7 +7,7 @@ each text. The contract is the same tokens; the gain is prefill time.
 
 from __future__ import annotations
 
-from uner.bench.suite import FRESH_STEM, VariantRun
+from uner.bench.suite import FRESH_STEM, VariantRun, paired_predictions, twin_of
 
 
 def _prefill(run: VariantRun) -> float | None:
@@ -16,14 +16,12 @@ def _prefill(run: VariantRun) -> float | None:
 
 def stem_comparisons(runs: list[VariantRun]) -> list[dict]:
     """One entry per variant that has a ``fresh-stem`` twin."""
-    by_name = {run.spec.name: run for run in runs}
     entries = []
     for run in runs:
-        fresh = by_name.get(f"{run.spec.name} {FRESH_STEM}")
+        fresh = twin_of(runs, run, FRESH_STEM)
         if fresh is None:
             continue
-        theirs = {(p.dataset, p.id): p for p in fresh.predictions}
-        pairs = [(p, theirs[(p.dataset, p.id)]) for p in run.predictions]
+        pairs = paired_predictions(run, fresh)
         entries.append(
             {
                 "name": run.spec.name,

@@ -55,6 +55,22 @@ class VariantRun:
     engine: dict | None = None  # where the backend's time went (:func:`engine_profile`); None for baselines
 
 
+def is_twin(run: VariantRun) -> bool:
+    """Whether ``run`` is another variant's comparison run (``NAME twin``, :data:`TWINS`)."""
+    return run.spec.name.endswith(tuple(f" {twin}" for twin in TWINS))
+
+
+def twin_of(runs: list[VariantRun], run: VariantRun, twin: str) -> VariantRun | None:
+    """``run``'s comparison run ``twin`` among ``runs``, if the bench made one."""
+    return next((other for other in runs if other.spec.name == f"{run.spec.name} {twin}"), None)
+
+
+def paired_predictions(run: VariantRun, other: VariantRun) -> list[tuple[Prediction, Prediction]]:
+    """Each of ``run``'s predictions with ``other``'s for the same query."""
+    theirs = {(p.dataset, p.id): p for p in other.predictions}
+    return [(p, theirs[(p.dataset, p.id)]) for p in run.predictions]
+
+
 def engine_profile(stats: list[EngineStats]) -> dict | None:
     """A variant's :class:`~uner.engine.EngineStats` over its datasets, summed."""
     if not stats:

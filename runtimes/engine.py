@@ -139,6 +139,14 @@ class StemKV:
     def put(self, ids: Sequence[int], kv: object) -> None:
         self._ids, self._kv = tuple(ids), kv
 
+    def fetch(self, ids: Sequence[int], encode: Callable[[Sequence[int]], object]) -> object:
+        """The KV kept for exactly ``ids``; else ``encode(ids)``, kept from now on."""
+        kv = self.get(ids)
+        if kv is None:
+            kv = encode(ids)
+            self.put(ids, kv)
+        return kv
+
     def clear(self) -> None:
         self._ids = self._kv = None
 

@@ -330,13 +330,16 @@ class LlamaCppExtractor(GenerativeExtractor):
     def start_from_stem(self, stem: Sequence[int], seq: int) -> int:
         """Give ``seq`` the cells of the prompt stem ``stem`` (decoded first when the cache does
         not hold exactly these ids); the number of positions it then covers."""
-        if self.stem_kv.get(stem) is None:
-            self.remove_sequence(self.stem_seq)
-            count = len(stem)
-            self.decode_tokens(stem, range(count), [self.stem_seq] * count, [False] * count)
-            self.stem_kv.put(stem, count)
+        self.stem_kv.fetch(stem, self._decode_stem)
         self.copy_sequence(self.stem_seq, seq)
         return len(stem)
+
+    def _decode_stem(self, stem: Sequence[int]) -> int:
+        """Decode ``stem`` into the stem's own sequence (replacing what it held); its cell count."""
+        self.remove_sequence(self.stem_seq)
+        count = len(stem)
+        self.decode_tokens(stem, range(count), [self.stem_seq] * count, [False] * count)
+        return count
 
     def generate(self, prompt_ids: Sequence[int]) -> list[int]:
         """The per-query path: the whole prompt on its own, then one token per step."""

@@ -52,17 +52,16 @@ class OnnxBranches:
         crowded = len(self._alive) + len(suffix_lens) > self._max_branches
         return 0 if too_wide or crowded else len(suffix_lens)
 
+    def _encode_stem(self, stem: Sequence[int]) -> list:
+        """The stem's KV, encoded from nothing (kept in the owner's ``stem_kv``)."""
+        count, model = len(stem), self._model
+        return model.forward(np.array([stem]), np.ones((1, count)), np.arange(count)[None], model.empty_past())[1]
+
     def _prefix_kv(self, prefix: Sequence[int], stem: int) -> list:
         """The prefix's KV (one row): its first ``stem`` tokens from the kept stem KV (the
         session never writes into its inputs), the rest encoded after it."""
-        model, past = self._model, self._model.empty_past()
-        if stem:
-            past = model.stem_kv.get(prefix[:stem])
-            if past is None:
-                _, past = model.forward(
-                    np.array([prefix[:stem]]), np.ones((1, stem)), np.arange(stem)[None], model.empty_past()
-                )
-                model.stem_kv.put(prefix[:stem], past)
+        model = self._model
+        past = model.stem_kv.fetch(prefix[:stem], self._encode_stem) if stem else model.empty_past()
         start = len(prefix)
         _, kv = model.forward(np.array([prefix[stem:]]), np.ones((1, start)), np.arange(stem, start)[None], past)
         return kv
@@ -99,10 +98,10 @@ class OnnxBranches:
         bias keeps each suffix to the prefix and itself, and each restarts at position ``start``.
         Fills each row of ``kv`` with the prefix and its own suffix; the logits of each suffix's
         last token."""
-        ends = np.cumsum([len(s) for s in suffixes])
-        count = int(ends[-1])
-        starts = ends - [len(s) for s in suffixes]
-        positions = np.concatenate([np.arange(start, start + len(s)) for s in suffixes])
+        lengths = [len(s) for s in suffixes]
+        ends = np.cumsum(lengths)
+        count, starts = int(ends[-1]), ends - lengths
+        positions = np.concatenate([np.arange(start, start + length) for length in lengths])
         bias = np.full((1, 1, count, start + count), np.finfo(self._model.io.kv_dtype).min, self._model.io.kv_dtype)
         bias[..., :start] = 0
         for first, end in zip(starts, ends):

@@ -64,21 +64,19 @@ class TorchBranches:
     def _tensor(self, rows) -> object:
         return self._torch.tensor(rows, dtype=self._torch.long, device=self._owner.device)
 
+    def _encode_stem(self, stem: Sequence[int]):
+        """The stem's KV, encoded from nothing (kept in the owner's ``stem_kv``)."""
+        count = len(stem)
+        return self._forward(
+            self._tensor([list(stem)]), self._tensor([[1] * count]), self._tensor([list(range(count))]), None
+        )[1]
+
     def _prefix_cache(self, prefix: Sequence[int], stem: int):
         """The prefix's KV (one row): its first ``stem`` tokens from the kept stem KV (a copy:
         the forward pass extends a cache in place), the rest encoded after it."""
         past = None
         if stem:
-            kept = self._owner.stem_kv.get(prefix[:stem])
-            if kept is None:
-                _, kept = self._forward(
-                    self._tensor([list(prefix[:stem])]),
-                    self._tensor([[1] * stem]),
-                    self._tensor([list(range(stem))]),
-                    None,
-                )
-                self._owner.stem_kv.put(prefix[:stem], kept)
-            past = copy.deepcopy(kept)
+            past = copy.deepcopy(self._owner.stem_kv.fetch(prefix[:stem], self._encode_stem))
         start = len(prefix)
         _, cache = self._forward(
             self._tensor([list(prefix[stem:])]),
