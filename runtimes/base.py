@@ -12,18 +12,19 @@ import contextlib
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from uner.checks import check_labels, check_text
 from uner.constraints import check_constraint, make_picker_factory
-from uner.engine import EngineStats, Job, StemKV, decode_jobs
+from uner.engine import EngineStats, Job, JobFeed, StemKV, decode_jobs
 from uner.entity import Entity
 from uner.errors import ExtractorBusy, ExtractorClosed, InputError
-from uner.extraction import Extraction, TextResult, WindowBar
+from uner.extraction import Extraction, WindowBar
 from uner.loop_guard import AnswerGuard, stop_reason
 from uner.parsing import close_cut_list
 from uner.prompt import encode_prompt, encode_stem
+from uner.streaming import OnError, TaskJobs, TaskSource, TextTask
 from uner.token_table import TokenTable
 from uner.windows import DEFAULT_WINDOW, split_windows
 
@@ -194,14 +195,16 @@ class GenerativeExtractor(ABC):
         """A loop guard for one answer, or ``None`` when ``loop_guard`` is off."""
         return AnswerGuard(self._table()) if self.loop_guard else None
 
-    def stop_reason(self, ids: Sequence[int]) -> str:
-        """Why a generated answer ended: ``eos``, ``limit``, ``settled`` or ``loop``."""
-        return stop_reason(ids, self.max_new_tokens, self._table() if self.loop_guard else None)
+    def stop_reason(self, ids: Sequence[int], max_new_tokens: int | None = None) -> str:
+        """Why a generated answer ended: ``eos``, ``limit``, ``settled`` or ``loop``
+        (``max_new_tokens``: the limit it ran under, when not the extractor's)."""
+        limit = max_new_tokens or self.max_new_tokens
+        return stop_reason(ids, limit, self._table() if self.loop_guard else None)
 
-    def answer_text(self, ids: Sequence[int]) -> str:
+    def answer_text(self, ids: Sequence[int], max_new_tokens: int | None = None) -> str:
         """The raw answer of generated ids (closed when ``close_loops`` asks and it was cut)."""
         raw = self.decode(ids).strip()
-        if self.close_loops and self.stop_reason(ids) in ("loop", "limit"):
+        if self.close_loops and self.stop_reason(ids, max_new_tokens) in ("loop", "limit"):
             return close_cut_list(raw)
         return raw
 
@@ -222,28 +225,32 @@ class GenerativeExtractor(ABC):
         """The ids every prompt starts with, whose KV branch pools keep (empty: ``reuse_stem`` off)."""
         return encode_stem(self.encode, self.bos_id) if self.reuse_stem else []
 
-    def generate_jobs(self, jobs: Iterable[Job]) -> Iterator[tuple[int, list[list[int]]]]:
+    def generate_jobs(self, jobs: Iterable[Job] | JobFeed) -> Iterator[tuple[int, list[list[int]]]]:
         """Greedy continuations of every job's prompts (one job per text or window), as
         ``(job index, ids per prompt)`` in the order jobs finish. Batched through the backend's
-        branch pool (several texts at once when it has room), or prompt by prompt when
-        ``batched`` is off; constrained decoding always goes through the pool (one branch at a
-        time when not batched). ``self.stats`` accumulates prefill and decode time, steps and
-        why answers ended."""
+        branch pool (several texts at once when it has room; a :class:`~uner.engine.JobFeed`'s
+        jobs join while others decode), or prompt by prompt when ``batched`` is off;
+        constrained decoding always goes through the pool (one branch at a time when not
+        batched). ``self.stats`` accumulates prefill and decode time, steps and why answers
+        ended."""
         pool = getattr(self, "branch_pool", None)
         self.stats = stats = EngineStats()
-        if self.constrain is not None and pool is None:
-            raise InputError(f"the {self.name} backend cannot constrain its output")
-        if pool is None or (self.constrain is None and not self.batched):
-            for index, job in enumerate(jobs):
-                yield index, [self._generate_alone(prompt, stats) for prompt in job.prompts]
-            return
         picker = make_picker_factory(self.constrain, self._table, self.eos_id)
         guards, limit, stem = self.new_guard, self.max_new_tokens, self.prompt_stem()
-        if self.batched:
+        if self.batched and pool is not None:
             yield from decode_jobs(pool(), jobs, picker, self.eos_id, limit, stats, guards, stem)
             return
+        if hasattr(jobs, "next_job"):
+            feed = jobs
+            jobs = iter(lambda: feed.next_job(wait=True), None)
         for index, job in enumerate(jobs):
-            singles = (Job([prompt], job.text) for prompt in job.prompts)
+            constrain = job.decoding.constrain if job.decoding is not None else self.constrain
+            if constrain is None and job.limit(limit) == limit:  # UniNER's own per-query path
+                yield index, [self._generate_alone(prompt, stats) for prompt in job.prompts]
+                continue
+            if pool is None:
+                raise InputError(f"the {self.name} backend cannot constrain its output or vary its limit")
+            singles = (Job([prompt], job.text, job.decoding) for prompt in job.prompts)
             done = dict(decode_jobs(pool(), singles, picker, self.eos_id, limit, stats, guards, stem))
             yield index, [done[i][0] for i in range(len(job.prompts))]
 
@@ -282,42 +289,40 @@ class GenerativeExtractor(ABC):
             )
         return split_windows(text, lambda piece: len(self.encode(piece)), budget, overlap=budget // 8)
 
-    def run_many(self, texts: Iterable[str], labels: Sequence[str]) -> Iterator[Extraction]:
-        """:meth:`run` over a stream of texts, decoded together; results in input order."""
-        labels = check_labels(labels)
-        texts_state: dict[int, TextResult] = {}
-        owners: dict[int, tuple[int, int, int, str]] = {}  # job -> (text, window, offset, piece)
-
+    def stream(
+        self, tasks: Iterable[TextTask] | TaskSource, on_error: OnError | None = None
+    ) -> Iterator[tuple[TextTask, Extraction]]:
+        """Each task's extraction as soon as its text is done (completion order), the texts
+        decoded together; a :class:`~uner.streaming.TaskSource` (a server's queue) adds texts to
+        the running batch as they arrive. Holds the extractor's turn until it ends or is closed.
+        ``on_error``: report a task whose text cannot be read there and go on, instead of raising."""
         bar = WindowBar(self.progress)
-
-        def jobs() -> Iterator[Job]:
-            job_index = 0
-            for text_index, text in enumerate(texts):
-                windows = self.windows(check_text(text), labels)
-                bar.expect(len(windows))
-                texts_state[text_index] = TextResult(Extraction(text=text), len(windows), labels)
-                for window_index, (offset, piece) in enumerate(windows):
-                    owners[job_index] = (text_index, window_index, offset, piece)
-                    job_index += 1
-                    yield Job([self.prompt_ids(piece, label) for label in labels], piece)
-
+        feed = TaskJobs(self, tasks, bar, on_error)
         self._acquire()
-        generated = self.generate_jobs(jobs())
+        generated = self.generate_jobs(feed)
         try:
-            emitted = 0
             for job_index, outputs in generated:
-                text_index, window_index, offset, piece = owners.pop(job_index)
-                texts_state[text_index].add(window_index, offset, piece, [self.answer_text(ids) for ids in outputs])
-                bar.done()
-                while emitted in texts_state and texts_state[emitted].complete:
-                    yield texts_state.pop(emitted).finish()
-                    emitted += 1
+                if (done := feed.finish(job_index, outputs)) is not None:
+                    yield done
         finally:
             # an input that failed, or a caller that stopped early: the engine releases every
             # branch it still holds before the next call may use the backend
             generated.close()
             bar.close()
             self._release_turn()
+
+    def run_many(self, texts: Iterable[str], labels: Sequence[str]) -> Iterator[Extraction]:
+        """:meth:`run` over a stream of texts, decoded together; results in input order."""
+        labels = check_labels(labels)
+        tasks = (TextTask(index, text, labels) for index, text in enumerate(texts))
+        finished: dict[Hashable, Extraction] = {}
+        emitted = 0
+        with contextlib.closing(self.stream(tasks)) as results:
+            for task, extraction in results:
+                finished[task.key] = extraction
+                while emitted in finished:
+                    yield finished.pop(emitted)
+                    emitted += 1
 
     def run(self, text: str, labels: Sequence[str]) -> Extraction:
         """Entities, raw answers and ungrounded answers for one text of any length."""

@@ -144,10 +144,13 @@ def make_picker_factory(
     kind: str | None, table_of: Callable[[], TokenTable], eos_id: int
 ) -> Callable[[Job, int], object]:
     """A picker per branch for :func:`uner.engine.decode_jobs`: greedy, or held to the
-    format (and, when grounded, to the branch's own text)."""
-    if kind is None:
-        return lambda job, slot: Greedy()
-    table = table_of()
-    if kind == "grounded":
-        return lambda job, slot: JsonListPicker(table, eos_id, job.text)
-    return lambda job, slot: JsonListPicker(table, eos_id)
+    format (and, when grounded, to the branch's own text), as the job's decoding says, else
+    as ``kind`` (the run's constraint)."""
+
+    def make(job: Job, slot: int) -> object:
+        constrain = job.decoding.constrain if job.decoding is not None else kind
+        if constrain is None:
+            return Greedy()
+        return JsonListPicker(table_of(), eos_id, job.text if constrain == "grounded" else None)
+
+    return make

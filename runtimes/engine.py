@@ -61,12 +61,47 @@ class BranchPool(Protocol):
         """Forget every branch, whatever state a failed or abandoned run left the pool in."""
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How one job's answers are decoded when not as its run's (a server's requests each bring
+    their own): its constraint (:mod:`uner.constraints`) and token limit."""
+
+    constrain: str | None
+    max_new_tokens: int
+
+
 @dataclass
 class Job:
-    """One text's prompts (one per entity type) and the text, for grounded constraints."""
+    """One text's prompts (one per entity type) and the text, for grounded constraints;
+    ``decoding`` ``None``: decoded as the run says."""
 
     prompts: list[list[int]]
     text: str = ""
+    decoding: Decoding | None = None
+
+    def limit(self, default: int) -> int:
+        """Its answers' token limit, ``default`` unless its decoding says otherwise."""
+        return self.decoding.max_new_tokens if self.decoding is not None else default
+
+
+class JobFeed(Protocol):
+    """Jobs that arrive while others decode (a server's requests join the running batch):
+    :func:`decode_jobs` asks for the next one without waiting while branches run, and waits
+    when none do."""
+
+    def next_job(self, wait: bool) -> Job | None:
+        """The next job, or ``None``: none ready yet (``wait`` False) or none ever again
+        (``wait`` True)."""
+
+
+class _IterFeed:
+    """A plain iterable of jobs as a :class:`JobFeed` (its ``next`` may block: a corpus reader)."""
+
+    def __init__(self, jobs: Iterable[Job]) -> None:
+        self._jobs = iter(jobs)
+
+    def next_job(self, wait: bool) -> Job | None:
+        return next(self._jobs, None)
 
 
 class AnswerGuard(Protocol):
@@ -168,6 +203,7 @@ class _Branch:
     picker: TokenPicker
     guard: AnswerGuard | None
     first_step: int
+    limit: int
     output: list[int] = field(default_factory=list)
     next_token: int | None = None
 
@@ -205,8 +241,9 @@ def greedy_continuation(
 class _Admission:
     """A job's branches not yet in the pool (a job that does not fit at once goes in parts)."""
 
-    def __init__(self, index: int, job: Job, stem: Sequence[int]) -> None:
+    def __init__(self, index: int, job: Job, stem: Sequence[int], max_new_tokens: int = 0) -> None:
         self.index = index
+        self.limit = job.limit(max_new_tokens)
         cut = shared_prefix(job.prompts)
         self.prefix = list(job.prompts[0][:cut])
         self.suffixes = [list(p[cut:]) for p in job.prompts]
@@ -222,7 +259,7 @@ class _Admission:
 
 def decode_jobs(
     pool: BranchPool,
-    jobs: Iterable[Job],
+    jobs: Iterable[Job] | JobFeed,
     make_picker: Callable[[Job, int], TokenPicker],
     eos_id: int,
     max_new_tokens: int,
@@ -231,11 +268,14 @@ def decode_jobs(
     stem: Sequence[int] = (),
 ) -> Iterator[tuple[int, list[list[int]]]]:
     """Greedy continuations of every job's prompts, as ``(job index, ids per prompt)`` in the
-    order jobs finish. EOS is not included; at most ``max_new_tokens`` per prompt, and each
-    answer ends where its guard (``make_guard()``, one per answer) says (the per-query path's
-    contract). ``stem``: the ids every text's prompt starts with, whose KV the pool may keep."""
+    order jobs finish (an index counts the jobs taken, from 0). EOS is not included; at most
+    ``max_new_tokens`` per prompt (or the job's own limit), and each answer ends where its guard
+    (``make_guard()``, one per answer) says (the per-query path's contract). ``stem``: the ids
+    every text's prompt starts with, whose KV the pool may keep. ``jobs`` may be a
+    :class:`JobFeed`, whose jobs join the running batch as they arrive."""
     stats = stats if stats is not None else EngineStats()
-    incoming = iter(enumerate(jobs))
+    feed = jobs if hasattr(jobs, "next_job") else _IterFeed(jobs)
+    taken, ended = 0, False
     jobs_by_index: dict[int, Job] = {}
     waiting: _Admission | None = None
     running: dict[Hashable, _Branch] = {}
@@ -243,7 +283,7 @@ def decode_jobs(
 
     def settle(handle: Hashable, branch: _Branch, token: int) -> Iterator[tuple[int, list[list[int]]]]:
         """Record ``token`` for ``branch``; finish it on EOS, at the limit or where its guard cuts."""
-        reason = _ending(token, branch.output, branch.guard, eos_id, max_new_tokens)
+        reason = _ending(token, branch.output, branch.guard, eos_id, branch.limit)
         if reason is not None:
             stats.record_answer(reason, len(branch.output), branch.first_step)
             del running[handle]
@@ -261,14 +301,17 @@ def decode_jobs(
             # admit new branches while the pool has room
             while True:
                 if waiting is None:
-                    item = next(incoming, None)
-                    if item is None:
+                    if ended:
                         break
-                    jobs_by_index[item[0]] = item[1]
-                    outputs[item[0]] = [None] * len(item[1].prompts)
-                    waiting = _Admission(*item, stem)
+                    job = feed.next_job(wait=not running)
+                    if job is None:
+                        ended = not running  # asked while waiting: the feed has ended
+                        break
+                    jobs_by_index[taken], outputs[taken] = job, [None] * len(job.prompts)
+                    waiting = _Admission(taken, job, stem, max_new_tokens)
+                    taken += 1
                 rest = waiting.rest
-                count = min(len(rest), pool.room(len(waiting.prefix), [len(s) for s in rest], max_new_tokens))
+                count = min(len(rest), pool.room(len(waiting.prefix), [len(s) for s in rest], waiting.limit))
                 if count == 0 and not running:
                     count = 1  # an empty pool must take at least one branch, or nothing moves
                 if count == 0:
@@ -279,14 +322,16 @@ def decode_jobs(
                 job = jobs_by_index[waiting.index]
                 for offset, (handle, row) in enumerate(zip(handles, logits)):
                     slot = waiting.admitted + offset
-                    branch = _Branch(waiting.index, slot, make_picker(job, slot), make_guard(), stats.steps)
+                    branch = _Branch(
+                        waiting.index, slot, make_picker(job, slot), make_guard(), stats.steps, waiting.limit
+                    )
                     running[handle] = branch
                     yield from settle(handle, branch, branch.picker.pick(row))
                 waiting.admitted += count
                 if not waiting.rest:
                     waiting = None
             if not running:
-                if waiting is None:
+                if waiting is None and ended:
                     completed = True
                     return
                 continue
