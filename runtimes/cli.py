@@ -33,6 +33,7 @@ from uner.corpus import check_resume, extract_corpus
 from uner.errors import InputError
 from uner.inputs import iter_documents, read_labels_file, read_texts, split_labels
 from uner.loading import load
+from uner.server_cli import SERVE_EXAMPLES, serve
 from uner.windows import DEFAULT_WINDOW
 
 EXTRACT_EXAMPLES = """
@@ -294,6 +295,9 @@ def _labels(labels: str, labels_file: Path | None) -> list[str]:
         from_file = read_labels_file(labels_file)
         return list(dict.fromkeys(from_file + (split_labels(labels) if labels.strip() else [])))
     return split_labels(labels)
+
+
+app.command(epilog=SERVE_EXAMPLES)(serve)
 
 
 def main(argv: list[str] | None = None) -> None:
