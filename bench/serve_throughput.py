@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import threading
 import time
@@ -59,6 +60,18 @@ def run_clients(url: str, requests: Sequence[tuple[str, list[str]]], clients: in
     return {"wall_s": time.perf_counter() - started, "latencies": latencies, "answers": answers}
 
 
+_ENGINE = ("prefill_seconds", "decode_seconds", "decode_steps", "decode_rows")
+
+
+def engine_totals(url: str) -> dict[str, float]:
+    """The server's engine counters from ``/metrics``."""
+    import httpx
+
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = dict(re.findall(r"^uner_(\w+)_total (\S+)$", text, re.MULTILINE))
+    return {key: float(found[key]) for key in _ENGINE}
+
+
 def _percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
@@ -70,6 +83,7 @@ def summarize(runs: dict[str, dict], queries: int) -> list[dict]:
     rows = []
     for mode, run in runs.items():
         same = sum(a == b for a, b in zip(run["answers"], baseline["answers"]))
+        engine = run["engine"]
         rows.append(
             {
                 "mode": mode,
@@ -80,6 +94,9 @@ def summarize(runs: dict[str, dict], queries: int) -> list[dict]:
                 "wall_s": run["wall_s"],
                 "identical_answers": same,
                 "requests": len(run["answers"]),
+                "prefill_s": engine["prefill_seconds"],
+                "decode_s": engine["decode_seconds"],
+                "rows_per_step": engine["decode_rows"] / max(engine["decode_steps"], 1),
             }
         )
     return rows
@@ -90,7 +107,10 @@ def measure(url: str, requests, clients: Sequence[int], repeats: int) -> dict[st
     best: dict[str, dict] = {}
     for _ in range(repeats):
         for mode, count in [("sequential", 1), *((f"{c} clients", c) for c in clients)]:
+            before = engine_totals(url)
             run = run_clients(url, requests, count)
+            after = engine_totals(url)
+            run["engine"] = {key: after[key] - before[key] for key in _ENGINE}
             if mode not in best or run["wall_s"] < best[mode]["wall_s"]:
                 best[mode] = run
     return best
@@ -103,13 +123,16 @@ def report(rows: list[dict], setup: dict) -> str:
         f"Model `{setup['model']}`, server arguments `{' '.join(setup['server_args']) or '(none)'}`, "
         f"{setup['requests']} requests (one text each, {setup['queries']} queries), best of {setup['repeats']}.",
         "",
-        "| mode | queries/s | × sequential | p50 s | p95 s | identical answers |",
-        "|---|---|---|---|---|---|",
+        "The engine's own split (from `/metrics`): prefill and decode seconds, rows per decode step.",
+        "",
+        "| mode | queries/s | × sequential | p50 s | p95 s | identical answers | prefill s | decode s | rows/step |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['mode']} | {row['queries_per_s']:.2f} | {row['x_sequential']:.2f} | {row['p50_s']:.3f} | "
-            f"{row['p95_s']:.3f} | {row['identical_answers']}/{row['requests']} |"
+            f"{row['p95_s']:.3f} | {row['identical_answers']}/{row['requests']} | {row['prefill_s']:.2f} | "
+            f"{row['decode_s']:.2f} | {row['rows_per_step']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -20,7 +20,7 @@ from uner.checks import check_threads
 from uner.engine import greedy_continuation
 from uner.errors import BackendUnavailable, InputError, ModelNotFound, ProviderUnavailable, first_line
 from uner.jsonfile import read_json
-from uner.onnx_branches import OnnxBranches
+from uner.onnx_branches import DEFAULT_MAX_BRANCHES, OnnxBranches
 from uner.onnx_layout import PROVIDERS, RUNS_ON, OnnxLayout, read_layout
 from uner.tokenizer import FolderTokenizer
 
@@ -140,6 +140,9 @@ class OnnxExtractor(GenerativeExtractor):
         path: an ONNX export folder (ours, onnxruntime-genai's or optimum's) or its ``.onnx`` file.
         provider: ``auto`` (tensorrt -> cuda -> cpu, as available) or one of them, forced.
         n_threads: intra-op CPU threads; ``None`` lets ONNX Runtime use all cores.
+        max_batch_rows: answers decoded at once (rows of a step), every text's together; a
+            text joins the running batch when all its types fit beside it. More rows amortize
+            the weights read per step (a server with many clients), at the cost of memory.
         device_id: GPU index for cuda/tensorrt.
         **options: decoding options of :class:`GenerativeExtractor` (``max_new_tokens``...).
     """
@@ -152,12 +155,16 @@ class OnnxExtractor(GenerativeExtractor):
         *,
         provider: str = "auto",
         n_threads: int | None = None,
+        max_batch_rows: int = DEFAULT_MAX_BRANCHES,
         device_id: int = 0,
         **options,
     ) -> None:
         super().__init__(**options)
         if n_threads is not None:
             check_threads(n_threads)
+        if isinstance(max_batch_rows, bool) or not isinstance(max_batch_rows, int) or max_batch_rows < 1:
+            raise InputError(f"expected max_batch_rows >= 1, got {max_batch_rows!r}")
+        self.max_batch_rows = max_batch_rows
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -288,7 +295,7 @@ class OnnxExtractor(GenerativeExtractor):
     def branch_pool(self) -> OnnxBranches:
         """A pool for one engine run: nothing a failed run left can reach the next."""
         self._check_open()
-        return OnnxBranches(self)
+        return OnnxBranches(self, self.max_batch_rows)
 
     def _release(self) -> None:
         self.session = None

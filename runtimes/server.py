@@ -262,20 +262,28 @@ def create_app(host: ModelHost, max_body_bytes: int | None = None) -> FastAPI:
     return app
 
 
+_ENGINE_METRICS = {
+    "prefill_seconds": ("uner_prefill_seconds_total", "Seconds the engine spent encoding prompts."),
+    "decode_seconds": ("uner_decode_seconds_total", "Seconds the engine spent in decode steps."),
+    "decode_steps": ("uner_decode_steps_total", "Decode steps (one forward pass each)."),
+    "decode_rows": ("uner_decode_rows_total", "Answers advanced by those steps (rows per step = rows / steps)."),
+    "generated_tokens": ("uner_generated_tokens_total", "Tokens the model generated."),
+}
+
+
 def _gauges(host: ModelHost) -> dict[str, tuple[str, str, float]]:
     service = host.service
     counters = service.counters if service is not None else None
-    return {
+    totals = service.engine_totals() if service is not None else dict.fromkeys(_ENGINE_METRICS, 0)
+    gauges = {
         "uner_model_ready": ("gauge", "1 once the model is loaded.", float(service is not None)),
         "uner_queue_depth": ("gauge", "Texts waiting for the engine.", service.queue_depth if service else 0),
         "uner_texts_total": ("counter", "Texts extracted.", counters.texts if counters else 0),
         "uner_queries_total": ("counter", "Queries answered (texts x labels).", counters.queries if counters else 0),
-        "uner_generated_tokens_total": (
-            "counter",
-            "Tokens the model generated.",
-            service.generated_tokens if service else 0,
-        ),
     }
+    for key, (name, help_text) in _ENGINE_METRICS.items():
+        gauges[name] = ("counter", help_text, totals[key])
+    return gauges
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -72,6 +72,15 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    max_batch_rows: Annotated[
+        int | None,
+        typer.Option(
+            "--max-batch-rows",
+            min=1,
+            help="torch and ONNX models: answers (of any clients' texts) decoded at once (default: 32).",
+            show_default=False,
+        ),
+    ] = None,
     backend: BackendOpt = BackendChoice.auto,
     provider: ProviderOpt = ProviderChoice.auto,
     kv_cache: KvCacheOpt = KvCacheChoice.auto,
@@ -94,6 +103,8 @@ def serve(
     options.update(backend_options(kv_cache, False))
     if parallel_texts is not None:
         options["parallel_texts"] = parallel_texts
+    if max_batch_rows is not None:
+        options["max_batch_rows"] = max_batch_rows
     if provider is not ProviderChoice.auto:
         options["provider"] = provider.value
     limits = Limits(max_texts, max_labels, max_chars, queue_size=queue_size, timeout_s=timeout)

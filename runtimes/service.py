@@ -62,7 +62,7 @@ class ServiceCounters:
     texts: int = 0
     queries: int = 0  # texts x labels answered
     failed_texts: int = 0
-    generated_tokens_before: int = 0  # of earlier streams (a stream restarts after a backend failure)
+    engine_before: dict[str, float] = field(default_factory=dict)  # of earlier streams (restarted after a failure)
 
 
 @dataclass(eq=False)
@@ -184,9 +184,18 @@ class ExtractionService:
         """Texts waiting for the engine."""
         return len(self._queue)
 
-    @property
-    def generated_tokens(self) -> int:
-        return self.counters.generated_tokens_before + self.extractor.stats.generated_tokens
+    def engine_totals(self) -> dict[str, float]:
+        """Where the engine's time went since the start: prefill and decode seconds, decode
+        steps, the rows those steps carried, generated tokens (the bound on batching shows here)."""
+        stats = self.extractor.stats
+        now = {
+            "prefill_seconds": stats.prefill_seconds,
+            "decode_seconds": stats.step_seconds,
+            "decode_steps": stats.steps,
+            "decode_rows": sum(stats.tokens_per_step),
+            "generated_tokens": stats.generated_tokens,
+        }
+        return {key: value + self.counters.engine_before.get(key, 0) for key, value in now.items()}
 
     def check(
         self,
@@ -253,7 +262,7 @@ class ExtractionService:
             except Exception as exc:  # a backend failure: fail what it was decoding, keep serving
                 failed = self._queue.take_in_flight()
                 logger.error("Error: the engine failed (%s); failing %d requests", first_line(exc), len(failed))
-                self.counters.generated_tokens_before += self.extractor.stats.generated_tokens
+                self.counters.engine_before = self.engine_totals()
                 for request in failed:
                     request.fail(RuntimeError(f"the engine failed: {first_line(exc)}"))
                 time.sleep(0.1)

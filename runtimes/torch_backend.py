@@ -15,7 +15,7 @@ from uner.base import GenerativeExtractor
 from uner.checks import check_threads
 from uner.errors import BackendUnavailable, InputError, ModelNotFound, describe_error
 from uner.tokenizer import FolderTokenizer
-from uner.torch_branches import TorchBranches
+from uner.torch_branches import DEFAULT_MAX_BRANCHES, TorchBranches
 
 _DTYPES = ("float32", "float16", "bfloat16")
 
@@ -46,6 +46,9 @@ class TorchExtractor(GenerativeExtractor):
         dtype: compute dtype; float32 is the reference on CPU. ``"auto"``: float16 on a GPU,
             float32 on CPU.
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``; ``"auto"``: cuda when available.
+        max_batch_rows: answers decoded at once (rows of a step), every text's together; a
+            text joins the running batch when all its types fit beside it. More rows amortize
+            the weights read per step (a server with many clients), at the cost of memory.
         n_threads: CPU threads for torch; ``None`` keeps torch's default.
         **options: decoding options of :class:`GenerativeExtractor` (``max_new_tokens``...).
     """
@@ -59,12 +62,16 @@ class TorchExtractor(GenerativeExtractor):
         dtype: str = "float32",
         device: str = "cpu",
         n_threads: int | None = None,
+        max_batch_rows: int = DEFAULT_MAX_BRANCHES,
         allow_pickle: bool = False,
         **options,
     ) -> None:
         super().__init__(**options)
         if n_threads is not None:
             check_threads(n_threads)
+        if isinstance(max_batch_rows, bool) or not isinstance(max_batch_rows, int) or max_batch_rows < 1:
+            raise InputError(f"expected max_batch_rows >= 1, got {max_batch_rows!r}")
+        self.max_batch_rows = max_batch_rows
         try:
             import torch
             from transformers import AutoModelForCausalLM, GenerationConfig
@@ -180,7 +187,7 @@ class TorchExtractor(GenerativeExtractor):
     def branch_pool(self) -> TorchBranches:
         """A pool for one engine run: nothing a failed run left can reach the next."""
         self._check_open()
-        return TorchBranches(self)
+        return TorchBranches(self, self.max_batch_rows)
 
     def _release(self) -> None:
         self.model = None
