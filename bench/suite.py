@@ -84,7 +84,7 @@ def engine_profile(stats: list[EngineStats]) -> dict | None:
         "decode_seconds": sum(s.step_seconds for s in stats),
         "decode_steps": steps,
         "runaway_steps": sum(s.runaway_steps for s in stats),
-        "rows_per_step": sum(sum(s.tokens_per_step) for s in stats) / steps if steps else None,
+        "rows_per_step": sum(s.rows for s in stats) / steps if steps else None,
         "stops": dict(sorted(stops.items())),
     }
 

@@ -225,16 +225,18 @@ class GenerativeExtractor(ABC):
         """The ids every prompt starts with, whose KV branch pools keep (empty: ``reuse_stem`` off)."""
         return encode_stem(self.encode, self.bos_id) if self.reuse_stem else []
 
-    def generate_jobs(self, jobs: Iterable[Job] | JobFeed) -> Iterator[tuple[int, list[list[int]]]]:
+    def generate_jobs(
+        self, jobs: Iterable[Job] | JobFeed, stats: EngineStats | None = None
+    ) -> Iterator[tuple[int, list[list[int]]]]:
         """Greedy continuations of every job's prompts (one job per text or window), as
         ``(job index, ids per prompt)`` in the order jobs finish. Batched through the backend's
         branch pool (several texts at once when it has room; a :class:`~uner.engine.JobFeed`'s
         jobs join while others decode), or prompt by prompt when ``batched`` is off;
         constrained decoding always goes through the pool (one branch at a time when not
-        batched). ``self.stats`` accumulates prefill and decode time, steps and why answers
-        ended."""
+        batched). ``self.stats`` (``stats`` when given) accumulates prefill and decode time,
+        steps and why answers ended."""
         pool = getattr(self, "branch_pool", None)
-        self.stats = stats = EngineStats()
+        self.stats = stats = stats if stats is not None else EngineStats()
         picker = make_picker_factory(self.constrain, self._table, self.eos_id)
         guards, limit, stem = self.new_guard, self.max_new_tokens, self.prompt_stem()
         if self.batched and pool is not None:
@@ -290,16 +292,20 @@ class GenerativeExtractor(ABC):
         return split_windows(text, lambda piece: len(self.encode(piece)), budget, overlap=budget // 8)
 
     def stream(
-        self, tasks: Iterable[TextTask] | TaskSource, on_error: OnError | None = None
+        self,
+        tasks: Iterable[TextTask] | TaskSource,
+        on_error: OnError | None = None,
+        stats: EngineStats | None = None,
     ) -> Iterator[tuple[TextTask, Extraction]]:
         """Each task's extraction as soon as its text is done (completion order), the texts
         decoded together; a :class:`~uner.streaming.TaskSource` (a server's queue) adds texts to
         the running batch as they arrive. Holds the extractor's turn until it ends or is closed.
-        ``on_error``: report a task whose text cannot be read there and go on, instead of raising."""
+        ``on_error``: report a task whose text cannot be read there and go on, instead of raising;
+        ``stats``: where the engine's counters go (:meth:`generate_jobs`)."""
         bar = WindowBar(self.progress)
         feed = TaskJobs(self, tasks, bar, on_error)
         self._acquire()
-        generated = self.generate_jobs(feed)
+        generated = self.generate_jobs(feed, stats)
         try:
             for job_index, outputs in generated:
                 if (done := feed.finish(job_index, outputs)) is not None:

@@ -123,11 +123,15 @@ class EngineStats:
     steps, the rows of each step, and why answers ended.
 
     ``runaway_steps``: steps in which every row was an answer that went on to hit the token
-    limit, i.e. steps spent only on answers the parser will most likely read as ``[]``."""
+    limit, i.e. steps spent only on answers the parser will most likely read as ``[]``.
+    ``history=False`` keeps the totals only (``rows``, not the rows of each step), so a server's
+    stats stay the same size however long it runs; ``runaway_steps`` then counts nothing."""
 
     prefill_seconds: float = 0.0
     step_seconds: float = 0.0
     steps: int = 0
+    rows: int = 0  # answers advanced by the steps, all steps together
+    history: bool = True
     tokens_per_step: list[int] = field(default_factory=list)
     stops: Counter = field(default_factory=Counter)
     generated_tokens: int = 0
@@ -142,8 +146,10 @@ class EngineStats:
         if first_step is None:
             first_step, own = self.steps, max(tokens - 1, 0)
             self.steps += own
-            self.tokens_per_step += [1] * own
-        if reason == "limit":
+            self.rows += own
+            if self.history:
+                self.tokens_per_step += [1] * own
+        if reason == "limit" and self.history:
             self._limit_rows += [0] * (self.steps - len(self._limit_rows))
             for step in range(first_step, self.steps):
                 self._limit_rows[step] += 1
@@ -340,7 +346,9 @@ def decode_jobs(
             logits = pool.step(handles, [running[h].next_token for h in handles])
             stats.step_seconds += time.perf_counter() - started
             stats.steps += 1
-            stats.tokens_per_step.append(len(handles))
+            stats.rows += len(handles)
+            if stats.history:
+                stats.tokens_per_step.append(len(handles))
             for handle, row in zip(handles, logits):
                 branch = running[handle]
                 yield from settle(handle, branch, branch.picker.pick(row))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from uner.base import GenerativeExtractor
 from uner.checks import check_labels, check_text
 from uner.constraints import check_constraint
-from uner.engine import Decoding
+from uner.engine import Decoding, EngineStats
 from uner.errors import InputError, UnerError, first_line
 from uner.extraction import Extraction
 from uner.streaming import TextTask
@@ -62,7 +62,6 @@ class ServiceCounters:
     texts: int = 0
     queries: int = 0  # texts x labels answered
     failed_texts: int = 0
-    engine_before: dict[str, float] = field(default_factory=dict)  # of earlier streams (restarted after a failure)
 
 
 @dataclass(eq=False)
@@ -175,6 +174,8 @@ class ExtractionService:
         self.extractor = extractor
         self.limits = limits
         self.counters = ServiceCounters()
+        # totals only, kept across stream restarts: a server's counters do not grow with its age
+        self.engine_stats = EngineStats(history=False)
         self._queue = _TaskQueue(limits.queue_size)
         self._worker = threading.Thread(target=self._serve, name="uner-engine", daemon=True)
         self._worker.start()
@@ -187,15 +188,14 @@ class ExtractionService:
     def engine_totals(self) -> dict[str, float]:
         """Where the engine's time went since the start: prefill and decode seconds, decode
         steps, the rows those steps carried, generated tokens (the bound on batching shows here)."""
-        stats = self.extractor.stats
-        now = {
+        stats = self.engine_stats
+        return {
             "prefill_seconds": stats.prefill_seconds,
             "decode_seconds": stats.step_seconds,
             "decode_steps": stats.steps,
-            "decode_rows": sum(stats.tokens_per_step),
+            "decode_rows": stats.rows,
             "generated_tokens": stats.generated_tokens,
         }
-        return {key: value + self.counters.engine_before.get(key, 0) for key, value in now.items()}
 
     def check(
         self,
@@ -251,7 +251,7 @@ class ExtractionService:
     def _serve(self) -> None:
         while True:
             try:
-                for task, extraction in self.extractor.stream(self._queue, on_error=self._task_failed):
+                for task, extraction in self.extractor.stream(self._queue, self._task_failed, self.engine_stats):
                     request, index = task.key
                     self.counters.texts += 1
                     self.counters.queries += len(task.labels)
@@ -262,7 +262,6 @@ class ExtractionService:
             except Exception as exc:  # a backend failure: fail what it was decoding, keep serving
                 failed = self._queue.take_in_flight()
                 logger.error("Error: the engine failed (%s); failing %d requests", first_line(exc), len(failed))
-                self.counters.engine_before = self.engine_totals()
                 for request in failed:
                     request.fail(RuntimeError(f"the engine failed: {first_line(exc)}"))
                 time.sleep(0.1)

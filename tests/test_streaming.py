@@ -174,3 +174,16 @@ def test_a_smaller_batch_changes_nothing_but_how_many_rows_a_step_carries(tiny_s
         assert narrow.branch_pool().room(10, [3, 3, 3], 8) == 2 and wide.branch_pool().room(10, [3, 3, 3], 8) == 3
     with pytest.raises(InputError, match="max_batch_rows"):
         uner.load(tiny_spm_hf, max_batch_rows=0)
+
+
+def test_stats_without_history_keep_the_same_totals_in_constant_space():
+    jobs = [Job([[1, 2], [1, 3]]), Job([[1, 4]], decoding=Decoding(None, 2))]
+    full, totals = EngineStats(), EngineStats(history=False)
+    _decode(CountingPool(length=6), jobs, stats=full)
+    _decode(CountingPool(length=6), jobs, stats=totals)
+    assert totals.tokens_per_step == [] and full.tokens_per_step
+    assert (totals.steps, totals.rows, totals.generated_tokens) == (
+        full.steps,
+        sum(full.tokens_per_step),
+        full.generated_tokens,
+    )
