@@ -141,6 +141,27 @@ def extract(
             "--window", min=64, help="Prompt + answer tokens per window; longer texts are read in overlapping windows."
         ),
     ] = DEFAULT_WINDOW,
+    on_ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run the corpus on Ray Data: --input files or globs (.jsonl, .parquet), --output a folder of part "
+            "files (resumable, each document exactly once).",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address", help="With --ray: the cluster (ray://head:10001); default a local one.", show_default=False
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="With --ray: model-holding workers.")] = 1,
+    threads_per_worker: Annotated[
+        int, typer.Option("--threads-per-worker", min=1, help="With --ray: threads (and CPUs reserved) per worker.")
+    ] = 1,
+    output_format: Annotated[
+        str, typer.Option("--output-format", help="With --ray: parquet or jsonl part files.")
+    ] = "parquet",
     backend: BackendOpt = BackendChoice.auto,
     provider: ProviderOpt = ProviderChoice.auto,
     max_new_tokens: Annotated[
@@ -169,6 +190,30 @@ def extract(
     }
     if provider is not ProviderChoice.auto:
         options["provider"] = provider.value
+    if on_ray:
+        if input is None or output is None:
+            raise InputError("expected --input files and an --output folder with --ray")
+        from uner.distributed import extract_files, run_on_ray  # only here: without --ray nothing imports Ray
+
+        for key in ("n_threads", "batched", "progress"):
+            options.pop(key)
+        done = run_on_ray(
+            ray_address,
+            extract_files,
+            [str(input)],
+            output,
+            _model_id(model),
+            label_list,
+            workers,
+            threads_per_worker,
+            output_format,
+            backend=backend.value,
+            **options,
+        )
+        logging.getLogger(__name__).info(
+            "wrote %d documents to %s (%d already there)", done.written, output, done.skipped
+        )
+        return
     if output is not None:
         _corpus(model, input, output, label_list, backend, options, raw, quiet)
         return
