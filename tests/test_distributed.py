@@ -32,6 +32,11 @@ def corpus(tmp_path_factory):
     return folder
 
 
+def _extract_args(model, source, out) -> list[str]:
+    """``uner extract``'s arguments for a corpus run (single-process, or with ``--ray`` added)."""
+    return ["extract", "-m", str(model), "-l", ",".join(LABELS), "-i", str(source), "-o", str(out)]
+
+
 @pytest.fixture(scope="module")
 def single_process(corpus, uniner_smol_ggufs, tmp_path_factory):
     """What ``uner extract --output`` writes for the same documents, by id."""
@@ -39,22 +44,7 @@ def single_process(corpus, uniner_smol_ggufs, tmp_path_factory):
     merged = corpus / "all.txt.jsonl"
     merged.write_text("".join((corpus / f"docs-{p}.jsonl").read_text() for p in range(2)))
     with pytest.raises(SystemExit) as exit_info:
-        uner(
-            [
-                "extract",
-                "-m",
-                str(uniner_smol_ggufs["q4_k_m"]),
-                "-l",
-                ",".join(LABELS),
-                "-i",
-                str(merged),
-                "-o",
-                str(out),
-                "-q",
-                "--threads",
-                "1",
-            ]
-        )
+        uner([*_extract_args(uniner_smol_ggufs["q4_k_m"], merged, out), "-q", "--threads", "1"])
     merged.unlink()
     assert exit_info.value.code == 0
     return {record["id"]: record["entities"] for record in map(json.loads, out.read_text().splitlines())}
@@ -108,23 +98,9 @@ def test_an_interrupted_run_resumes_with_every_document_once(
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, single_process, uniner_smol_ggufs, tmp_path):
     out = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "uner.cli",
-        "extract",
-        "-m",
-        str(uniner_smol_ggufs["q4_k_m"]),
-        "-l",
-        ",".join(LABELS),
-        "-i",
-        str(corpus / "docs-*.jsonl"),
-        "-o",
-        str(out),
-        "--ray",
-        "--workers",
-        "2",
-    ]
+    source = corpus / "docs-*.jsonl"
+    command = [sys.executable, "-m", "uner.cli", *_extract_args(uniner_smol_ggufs["q4_k_m"], source, out)]
+    command += ["--ray", "--workers", "2"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = threading.Event()
 
