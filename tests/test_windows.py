@@ -61,7 +61,7 @@ class KeywordModel(GenerativeExtractor):
     def decode(self, ids):
         return self._answers[ids[0]]
 
-    def generate_jobs(self, jobs):
+    def generate_jobs(self, jobs, stats=None):
         for index, job in enumerate(jobs):
             self.windows_seen.append(job.text)
             self._answers.append(str(sorted(set(re.findall(r"Town\d\d", job.text)))).replace("'", '"'))
