@@ -246,8 +246,7 @@ class GenerativeExtractor(ABC):
             feed = jobs
             jobs = iter(lambda: feed.next_job(wait=True), None)
         for index, job in enumerate(jobs):
-            constrain = job.decoding.constrain if job.decoding is not None else self.constrain
-            if constrain is None and job.limit(limit) == limit:  # UniNER's own per-query path
+            if job.constraint(self.constrain) is None and job.limit(limit) == limit:  # UniNER's own per-query path
                 yield index, [self._generate_alone(prompt, stats) for prompt in job.prompts]
                 continue
             if pool is None:

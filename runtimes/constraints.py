@@ -148,7 +148,7 @@ def make_picker_factory(
     as ``kind`` (the run's constraint)."""
 
     def make(job: Job, slot: int) -> object:
-        constrain = job.decoding.constrain if job.decoding is not None else kind
+        constrain = job.constraint(kind)
         if constrain is None:
             return Greedy()
         return JsonListPicker(table_of(), eos_id, job.text if constrain == "grounded" else None)

@@ -158,7 +158,7 @@ def extract_files(
         ds = ds.map_batches(_not_in, fn_kwargs={"done": done}, batch_format="pyarrow", **_IO)
     extracted = extract_dataset(ds, model, labels, workers, threads_per_worker, **options)
     extracted.write_datasink(sink, ray_remote_args=_IO)
-    return DistributedRun(written=len(done_ids(output)) - len(done), skipped=len(done))
+    return DistributedRun(written=sink.written, skipped=len(done))
 
 
 def _not_in(batch: pa.Table, done: list) -> pa.Table:

@@ -83,6 +83,7 @@ class FolderSink(Datasink):
         self.file_format = file_format
         self.run = uuid.uuid4().hex[:12]
         self.staging = self.folder / f"{_STAGING}{self.run}"
+        self.written = 0  # documents committed to the folder by this write
 
     def on_write_start(self, schema=None) -> None:
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -109,6 +110,7 @@ class FolderSink(Datasink):
         for name in names:
             os.replace(self.staging / name, self.folder / name)
         shutil.rmtree(self.staging, ignore_errors=True)
+        self.written = write_result.num_rows
         logger.info("wrote %d files (%d documents) to %s", len(names), write_result.num_rows, self.folder)
 
     def on_write_failed(self, error: Exception) -> None:

@@ -83,6 +83,10 @@ class Job:
         """Its answers' token limit, ``default`` unless its decoding says otherwise."""
         return self.decoding.max_new_tokens if self.decoding is not None else default
 
+    def constraint(self, default: str | None) -> str | None:
+        """Its answers' constraint, ``default`` unless its decoding says otherwise."""
+        return self.decoding.constrain if self.decoding is not None else default
+
 
 class JobFeed(Protocol):
     """Jobs that arrive while others decode (a server's requests join the running batch):

@@ -107,7 +107,6 @@ class ModelHost:
     service: ExtractionService | None = None
     info: dict | None = None
     failure: str | None = None
-    loaded_in_s: float | None = None
 
     @classmethod
     def for_model(cls, model: str, backend: str = "auto", limits: Limits | None = None, **options) -> ModelHost:
@@ -135,8 +134,8 @@ class ModelHost:
             if self.on_failure is not None:
                 self.on_failure()
             return
-        self.loaded_in_s = time.perf_counter() - started
-        logger.info("model ready (%s, %s) in %.1f s", self.info.get("name"), self.info.get("backend"), self.loaded_in_s)
+        seconds = time.perf_counter() - started
+        logger.info("model ready (%s, %s) in %.1f s", self.info.get("name"), self.info.get("backend"), seconds)
 
 
 def _error(status: int, message: str, field: str | None = None, retry_after: int | None = None) -> JSONResponse:

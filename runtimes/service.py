@@ -61,20 +61,19 @@ class ServiceCounters:
 
     texts: int = 0
     queries: int = 0  # texts x labels answered
-    failed_texts: int = 0
 
 
 @dataclass(eq=False)
 class Submission:
-    """A queued request: ``future`` resolves to its extractions, in the order of its texts."""
+    """A queued request of ``pending`` texts: ``future`` resolves to their extractions, in order."""
 
-    texts: list[str]
-    labels: list[str]
-    decoding: Decoding
+    pending: int
     future: Future = field(default_factory=Future)
-    results: list[Extraction | None] = field(default_factory=list)
-    pending: int = 0
+    results: list[Extraction | None] = field(init=False)
     given_up: bool = False
+
+    def __post_init__(self) -> None:
+        self.results = [None] * self.pending
 
     def text_done(self, index: int, extraction: Extraction) -> None:
         self.results[index] = extraction
@@ -244,7 +243,7 @@ class ExtractionService:
         extractor's. Raises :class:`LimitExceeded`, :class:`~uner.errors.InputError` or, when
         the queue is full or the service stopping, :class:`ServiceBusy`."""
         texts, labels, decoding = self.check(texts, labels, constrain, max_new_tokens)
-        request = Submission(texts, labels, decoding, results=[None] * len(texts), pending=len(texts))
+        request = Submission(len(texts))
         self._queue.put_all([TextTask((request, i), text, labels, decoding) for i, text in enumerate(texts)])
         return request
 
@@ -268,7 +267,6 @@ class ExtractionService:
 
     def _task_failed(self, task: TextTask, exc: UnerError) -> None:
         request, _ = task.key
-        self.counters.failed_texts += 1
         self._queue.settled(request)
         request.fail(exc)
 

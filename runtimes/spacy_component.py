@@ -26,6 +26,7 @@ from spacy.language import Language
 from spacy.tokens import Doc, Span
 from spacy.util import filter_spans, minibatch
 
+from uner.atomic import write_text_atomic
 from uner.checks import check_labels
 from uner.entity import Entity
 from uner.errors import InputError
@@ -60,30 +61,24 @@ class UnerComponent:
         self.spans_key = spans_key
         self.alignment_mode = alignment_mode
         self.misaligned = 0
-        self._model_config = {"model": str(model), "backend": backend, "constrain": constrain, **(load_options or {})}
+        self.model, self.backend, self.constrain = str(model), backend, constrain
+        self.load_options = dict(load_options or {})
         self._extractor = self._load()
 
     def _load(self):
-        config = dict(self._model_config)
-        return load(config.pop("model"), backend=config.pop("backend"), **config)
+        return load(self.model, backend=self.backend, constrain=self.constrain, **self.load_options)
 
     @property
     def config(self) -> dict:
         """What :meth:`to_disk` stores: enough to load the same component again."""
-        model_config = dict(self._model_config)
-        model, backend, constrain = (
-            model_config.pop("model"),
-            model_config.pop("backend"),
-            model_config.pop("constrain"),
-        )
         return {
-            "model": model,
+            "model": self.model,
             "labels": list(self.labels),
-            "backend": backend,
-            "constrain": constrain,
+            "backend": self.backend,
+            "constrain": self.constrain,
             "spans_key": self.spans_key,
             "alignment_mode": self.alignment_mode,
-            "load_options": model_config,
+            "load_options": dict(self.load_options),
         }
 
     def __call__(self, doc: Doc) -> Doc:
@@ -120,7 +115,7 @@ class UnerComponent:
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        (path / CONFIG_FILE).write_text(json.dumps(self.config, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(path / CONFIG_FILE, json.dumps(self.config, indent=2) + "\n")
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = ()) -> UnerComponent:
         return self._restore(json.loads((Path(path) / CONFIG_FILE).read_text(encoding="utf-8")))
@@ -135,15 +130,11 @@ class UnerComponent:
         self.labels = check_labels(config["labels"])
         self.spans_key = config["spans_key"]
         self.alignment_mode = config["alignment_mode"]
-        model_config = {
-            "model": config["model"],
-            "backend": config["backend"],
-            "constrain": config["constrain"],
-            **config.get("load_options", {}),
-        }
-        if model_config != self._model_config:  # another model: load it (the same one stays loaded)
+        loaded = (self.model, self.backend, self.constrain, self.load_options)
+        wanted = (config["model"], config["backend"], config["constrain"], config.get("load_options", {}))
+        if wanted != loaded:  # another model: load it (the same one stays loaded)
             self._extractor.close()
-            self._model_config = model_config
+            self.model, self.backend, self.constrain, self.load_options = wanted
             self._extractor = self._load()
         return self
 
