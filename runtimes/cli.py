@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -42,6 +43,8 @@ Examples:
   uner extract -m out/UniNER-7B-type.Q4_K_M.gguf -l person --input texts.txt --json --raw
   uner extract -m out/UniNER-7B-type.Q4_K_M.gguf --labels-file labels.txt --input docs.jsonl --output out.jsonl
   uner extract -m out/onnx-int4 -l person,location -t "Barack Obama visited Paris." --constrain grounded
+  uner extract -m me/UniNER-7B-type-uner:q4_k_m --labels-file labels.txt --input 'corpus/*.jsonl' --output out/ \\
+      --ray --workers 2 --threads-per-worker 1
 """
 
 
@@ -162,6 +165,18 @@ def extract(
     output_format: Annotated[
         str, typer.Option("--output-format", help="With --ray: parquet or jsonl part files.")
     ] = "parquet",
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="With --ray: documents per worker call, decoded together.")
+    ] = 16,
+    part_rows: Annotated[
+        int,
+        typer.Option(
+            "--part-rows",
+            min=1,
+            help="With --ray: documents per part file (one is also committed every minute); a stopped run loses "
+            "at most the part being filled.",
+        ),
+    ] = 1000,
     backend: BackendOpt = BackendChoice.auto,
     provider: ProviderOpt = ProviderChoice.auto,
     max_new_tokens: Annotated[
@@ -193,26 +208,11 @@ def extract(
     if on_ray:
         if input is None or output is None:
             raise InputError("expected --input files and an --output folder with --ray")
-        from uner.distributed import extract_files, run_on_ray  # only here: without --ray nothing imports Ray
-
-        for key in ("n_threads", "batched", "progress"):
-            options.pop(key)
-        done = run_on_ray(
-            ray_address,
-            extract_files,
-            [str(input)],
-            output,
-            _model_id(model),
-            label_list,
-            workers,
-            threads_per_worker,
-            output_format,
-            backend=backend.value,
-            **options,
-        )
-        logging.getLogger(__name__).info(
-            "wrote %d documents to %s (%d already there)", done.written, output, done.skipped
-        )
+        for flag, given in (("--threads (use --threads-per-worker)", threads), ("--raw", raw), ("--json", as_json)):
+            if given:
+                raise InputError(f"expected no {flag} with --ray, which writes {{id, entities}} part files")
+        _run_on_ray(ray_address, input, output, _model_id(model), label_list, workers, threads_per_worker,
+                    output_format, backend, {**options, "batch_size": batch_size, "part_rows": part_rows})  # fmt: skip
         return
     if output is not None:
         _corpus(model, input, output, label_list, backend, options, raw, quiet)
@@ -227,6 +227,22 @@ def extract(
                 typer.echo(json.dumps(extraction.to_dict(include_raw=raw), ensure_ascii=False))
             else:
                 _print_plain(extraction, raw)
+
+
+def _run_on_ray(address, input, output, model, labels, workers, threads_per_worker, output_format, backend, options):
+    from uner.distributed import extract_files, quiet_ray, run_on_ray  # only here: nothing else imports Ray
+
+    # the workers' threads are --threads-per-worker, and they always decode in batches
+    options = {key: value for key, value in options.items() if key not in ("n_threads", "batched")}
+    reports = contextlib.nullcontext() if os.environ.get("UNER_DEBUG") == "1" else quiet_ray()
+    with reports:
+        done = run_on_ray(
+            address, extract_files, [str(input)], output, model, labels, workers, threads_per_worker, output_format,
+            backend=backend.value, **options,
+        )  # fmt: skip
+    logging.getLogger(__name__).info(
+        "wrote %d documents to %s (%d already there, %d rejected)", done.written, output, done.skipped, done.rejected
+    )
 
 
 PULL_EXAMPLES = """

@@ -131,7 +131,7 @@ def _write_meta(output: Path, labels: Sequence[str], model: str | None) -> None:
     write_text_atomic(meta_path(output), json.dumps(record, ensure_ascii=False, indent=2) + "\n")
 
 
-def _logs_beside(bar) -> contextlib.AbstractContextManager:
+def logs_beside(bar) -> contextlib.AbstractContextManager:
     """Log lines printed above the progress bar rather than through it."""
     if bar is None:
         return contextlib.nullcontext()
@@ -202,7 +202,7 @@ def extract_corpus(
                 bar.update()
 
     try:
-        with _logs_beside(bar), output.open("a", encoding="utf-8") as sink:
+        with logs_beside(bar), output.open("a", encoding="utf-8") as sink:
             # run_many decodes several documents at once and yields them in input order
             for extraction in extractor.run_many(unfinished(), labels):
                 record = {"id": waiting.popleft(), **extraction.to_dict(include_raw)}

@@ -15,48 +15,82 @@ Parquet or JSON-lines part files out, resumable and exactly-once (:mod:`uner.dis
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import io
 import logging
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import ray
 
-from uner.checks import check_labels, check_text
-from uner.distributed_sink import FolderSink, check_folder, done_ids
-from uner.errors import InputError, UnerError
+from uner.checks import check_labels
+from uner.corpus import logs_beside
+from uner.distributed_sink import PartWriter, check_folder, done_ids
+from uner.errors import DistributedError, InputError, UnerError
+from uner.inputs import make_document
 
 logger = logging.getLogger(__name__)
 
 ENTITY = pa.struct([("label", pa.string()), ("text", pa.string()), ("start", pa.int64()), ("end", pa.int64())])
+ENTITIES = pa.list_(ENTITY)
+
+
+#: a reader's rows with ``with_problems``: the reason a document could not be read, else null
+PROBLEM = "problem"
 
 
 class DocumentReader:
-    """A Ray Data worker (a callable class): one model per actor, a batch of rows per call."""
+    """A Ray Data worker (a callable class): one model per actor, a batch of rows per call.
 
-    def __init__(self, model: str, labels: list[str], threads: int, backend: str, options: dict) -> None:
+    Rows whose id is in ``done`` are dropped (a resumed run; compared as strings, as ids are read
+    from JSON either way). A row that cannot be read (no text, a lone surrogate, an id that is
+    neither a string nor an integer) is dropped with a warning in the worker's log, or, with
+    ``with_problems``, kept with empty entities and the reason in a ``problem`` column, so the
+    driver can report and count it."""
+
+    def __init__(
+        self,
+        model: str,
+        labels: list[str],
+        threads: int,
+        backend: str,
+        options: dict,
+        done: Sequence = (),
+        with_problems: bool = False,
+    ) -> None:
         from uner.loading import load
 
         self.labels = labels
+        self.done = pa.array([str(doc_id) for doc_id in done], type=pa.string())
+        self.with_problems = with_problems
         self.extractor = load(model, backend=backend, n_threads=threads, **options)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        ids, texts = [], []
-        for doc_id, text in zip(batch.column("id").to_pylist(), batch.column("text").to_pylist()):
-            try:
-                texts.append(check_text(text))
-                ids.append(doc_id)
-            except UnerError as exc:  # as `uner extract --output`: skipped with a warning, the rest go on
-                logger.warning("skipping document %r: %s", doc_id, exc)
-        entities = [
-            [entity.to_dict() for entity in extraction.entities]
-            for extraction in self.extractor.run_many(texts, self.labels)
-        ]
-        id_type = batch.schema.field("id").type
-        return pa.table({"id": pa.array(ids, type=id_type), "entities": pa.array(entities, pa.list_(ENTITY))})
+        if len(self.done):
+            as_text = pc.cast(batch.column("id"), pa.string())
+            batch = batch.filter(pc.invert(pc.fill_null(pc.is_in(as_text, value_set=self.done), False)))
+        ids, texts, problems = [], [], []
+        for line, (doc_id, text) in enumerate(zip(batch.column("id").to_pylist(), batch.column("text").to_pylist())):
+            problem = make_document(line, doc_id, text).problem
+            if problem is not None and not self.with_problems:
+                logger.warning("skipping document %r: %s", doc_id, problem)
+                continue
+            ids.append(doc_id)
+            texts.append(text if problem is None else None)
+            problems.append(problem)
+        readable = [text for text in texts if text is not None]
+        extractions = iter(self.extractor.run_many(readable, self.labels))
+        entities = [[] if text is None else [e.to_dict() for e in next(extractions).entities] for text in texts]
+        columns = {"id": pa.array(ids, type=batch.schema.field("id").type), "entities": pa.array(entities, ENTITIES)}
+        if self.with_problems:
+            columns[PROBLEM] = pa.array(problems, pa.string())
+        return pa.table(columns)
 
 
 def extract_dataset(
@@ -67,6 +101,9 @@ def extract_dataset(
     threads_per_worker: int = 1,
     batch_size: int = 16,
     backend: str = "auto",
+    *,
+    done: Sequence = (),
+    with_problems: bool = False,
     **options,
 ) -> ray.data.Dataset:
     """``ds``'s ``{id, text}`` rows as ``{id, entities: [{label, text, start, end}]}`` rows.
@@ -75,11 +112,17 @@ def extract_dataset(
         workers: actors, each holding one copy of the model.
         threads_per_worker: threads each actor runs (and CPUs it reserves).
         batch_size: rows per call: texts an actor's engine decodes together.
+        done: ids to leave out (documents already extracted).
+        with_problems: keep the rows that cannot be read, with a ``problem`` column saying why
+            (see :class:`DocumentReader`).
         **options: :func:`uner.load`'s decoding and backend options (``max_new_tokens``...).
     """
     labels = check_labels(labels)
-    if workers < 1 or threads_per_worker < 1:
-        raise InputError(f"expected workers and threads_per_worker >= 1, got {workers} and {threads_per_worker}")
+    if workers < 1 or threads_per_worker < 1 or batch_size < 1:
+        raise InputError(
+            f"expected workers, threads_per_worker and batch_size >= 1, got {workers}, {threads_per_worker}, "
+            f"{batch_size}"
+        )
     missing = {"id", "text"} - set(ds.columns() or [])
     if missing:
         raise InputError(f"expected rows with 'id' and 'text', got columns {ds.columns()}")
@@ -91,49 +134,79 @@ def extract_dataset(
             "threads": threads_per_worker,
             "backend": backend,
             "options": options,
+            "done": list(done),
+            "with_problems": with_problems,
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=workers,
+        compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=threads_per_worker,
-        # a killed worker comes back and its batches run again: no document is lost
-        max_restarts=-1,
-        max_task_retries=-1,
+        # no max_restarts / max_task_retries: Ray Data's defaults for an actor pool are already -1
+        # (a killed worker comes back and its batches run again; tests/test_distributed.py kills one)
     )
 
 
 def input_files(patterns: Sequence[str]) -> list[str]:
-    """Every file the patterns (paths or globs) name, in order, each once."""
+    """Every file the patterns (paths or globs) name, in order, each once. A URI (``s3://…``,
+    ``gs://…``) goes to Ray as it is: the nodes read it, so it is not checked here."""
     files: list[str] = []
-    for pattern in patterns:
-        found = sorted(glob.glob(str(pattern))) if glob.has_magic(str(pattern)) else [str(pattern)]
+    for pattern in map(str, patterns):
+        if _is_uri(pattern):
+            files.append(pattern)
+            continue
+        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
         if not found or not all(Path(f).is_file() for f in found):
             raise InputError(f"expected input files, got {pattern}, which names none")
         files += found
-    kinds = {Path(f).suffix for f in files}
+    kinds = {_suffix(f) for f in files}
     if not kinds <= {".jsonl", ".json", ".parquet"} or len(kinds) > 1 and ".parquet" in kinds:
         raise InputError(f"expected .jsonl or .parquet files (one kind), got {', '.join(sorted(kinds))}")
     return list(dict.fromkeys(files))
 
 
-#: reading, filtering and writing files reserve no CPU: the workers reserve what they compute
-#: with, and a read task waiting for a CPU they hold would wait forever (2 workers x 1 thread on
-#: 2 CPUs did)
+def _is_uri(name: str) -> bool:
+    return "://" in name
+
+
+def _suffix(name: str) -> str:
+    return Path(name.split("://", 1)[-1]).suffix
+
+
+def count_documents(files: Sequence[str]) -> int | None:
+    """Documents in local ``files`` (lines of JSONL, rows of Parquet from its footer), for the
+    progress bar; ``None`` when a file is remote."""
+    if any(_is_uri(f) for f in files):
+        return None
+    total = 0
+    for name in files:
+        if _suffix(name) == ".parquet":
+            total += pq.ParquetFile(name).metadata.num_rows
+            continue
+        with open(name, "rb") as data:
+            total += sum(1 for line in data if line.strip())
+    return total
+
+
+#: reading and filtering files reserve no CPU: the workers reserve what they compute with, and a
+#: read task waiting for a CPU they hold would wait forever (2 workers x 1 thread on 2 CPUs did)
 _IO = {"num_cpus": 0}
 
 
 def read_documents(files: Sequence[str]) -> ray.data.Dataset:
-    if Path(files[0]).suffix == ".parquet":
-        return ray.data.read_parquet(list(files), ray_remote_args=_IO)
-    return ray.data.read_json(list(files), lines=True, ray_remote_args=_IO)
+    if _suffix(files[0]) == ".parquet":
+        return ray.data.read_parquet(list(files), **_IO)
+    return ray.data.read_json(list(files), lines=True, **_IO)
 
 
 @dataclass
 class DistributedRun:
-    """What :func:`extract_files` did: documents written now and skipped as already done."""
+    """What :func:`extract_files` did: documents ``written`` now, ``skipped`` as already there,
+    ``rejected`` as unreadable or as a second document with an id already used (each reported in
+    a warning)."""
 
-    written: int
-    skipped: int
+    written: int = 0
+    skipped: int = 0
+    rejected: int = 0
 
 
 def extract_files(
@@ -144,26 +217,137 @@ def extract_files(
     workers: int = 1,
     threads_per_worker: int = 1,
     output_format: str = "parquet",
+    *,
+    batch_size: int = 16,
+    part_rows: int = 1000,
+    part_seconds: float = 60.0,
+    progress: bool = False,
     **options,
 ) -> DistributedRun:
     """``uner extract --ray``: documents of ``inputs`` (JSONL or Parquet files or globs) to part
-    files under ``output``; a rerun skips the ids already there (same labels and model only)."""
+    files under ``output`` (:mod:`uner.distributed_sink`), committed every ``part_rows``
+    documents or ``part_seconds``; a rerun skips the ids already there (same labels and model only).
+
+    >>> extract_files(["corpus/*.jsonl"], Path("out"), "org/name:q4_k_m", ["person"], workers=2)  # doctest: +SKIP
+    DistributedRun(written=1200, skipped=0, rejected=0)
+    """
     labels = check_labels(labels)
     files = input_files(inputs)
+    output = Path(output)
+    writer = PartWriter(output, output_format, part_rows, part_seconds)  # checks the format before any work
     check_folder(output, labels, str(model))
-    sink = FolderSink(output, output_format)  # checks the format before any work
     done = done_ids(output)
-    ds = read_documents(files)
-    if done:
-        ds = ds.map_batches(_not_in, fn_kwargs={"done": done}, batch_format="pyarrow", **_IO)
-    extracted = extract_dataset(ds, model, labels, workers, threads_per_worker, **options)
-    extracted.write_datasink(sink, ray_remote_args=_IO)
-    return DistributedRun(written=sink.written, skipped=len(done))
+    run = DistributedRun(skipped=len(done))
+    extracted = extract_dataset(
+        read_documents(files), model, labels, workers, threads_per_worker, batch_size,
+        done=done, with_problems=True, **options,
+    )  # fmt: skip
+    bar = _progress_bar(files, run.skipped) if progress else None
+    seen: set[str] = set()
+    try:
+        with logs_beside(bar), writer:
+            for batch in extracted.iter_batches(batch_size=None, batch_format="pyarrow"):
+                readable = _report_problems(batch, seen, run)
+                writer.add(readable)
+                if bar is not None:
+                    bar.update(batch.num_rows)
+    except ray.exceptions.RayError as exc:
+        raise DistributedError(_cause(exc)) from exc
+    finally:
+        run.written = writer.written
+        if bar is not None:
+            bar.close()
+    logger.debug("wrote %d documents to %s in %d part files", writer.written, output, writer.parts)
+    return run
 
 
-def _not_in(batch: pa.Table, done: list) -> pa.Table:
-    ids = batch.column("id")
-    return batch.filter(pc.invert(pc.is_in(ids, value_set=pa.array(done, type=ids.type))))
+def _report_problems(batch: pa.Table, seen: set[str], run: DistributedRun) -> pa.Table:
+    """``batch``'s readable rows, each id once; the others counted and warned about."""
+    keep = []
+    for doc_id, problem in zip(batch.column("id").to_pylist(), batch.column(PROBLEM).to_pylist()):
+        if problem is None and str(doc_id) in seen:
+            problem = "its id was used by an earlier document"
+        keep.append(problem is None)
+        if problem is None:
+            seen.add(str(doc_id))
+        else:
+            logger.warning("skipping document %r: %s", doc_id, problem)
+            run.rejected += 1
+    return batch.filter(pa.array(keep, pa.bool_())).drop_columns([PROBLEM])
+
+
+def _progress_bar(files: Sequence[str], skipped: int):
+    from tqdm import tqdm
+
+    total = count_documents(files)
+    return tqdm(total=total, initial=min(skipped, total or skipped), unit="doc", desc="extract", dynamic_ncols=True)
+
+
+def _cause(error: BaseException) -> str:
+    """One line for a Ray error: the message of our own error inside it when there is one (a
+    worker could not load the model), else the last line of the innermost error."""
+    for current in _chain(error):
+        if isinstance(current, UnerError):
+            return str(current)
+        # a worker's error often arrives only as the text of its traceback
+        found = re.findall(r"^uner\.errors\.\w+: (.+)$", str(current), flags=re.MULTILINE)
+        if found:
+            return found[-1]
+    innermost = _chain(error)[-1]
+    lines = [line.strip() for line in str(innermost).splitlines() if line.strip()]
+    return f"the Ray run failed: {lines[-1] if lines else type(innermost).__name__}"
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """``error`` and its causes, outermost first."""
+    chain: list[BaseException] = []
+    while error is not None and all(error is not seen for seen in chain):
+        chain.append(error)
+        error = getattr(error, "cause", None) or error.__cause__
+    return chain
+
+
+@contextlib.contextmanager
+def quiet_ray() -> Iterator[None]:
+    """Ray's own reports off the console for ``uner extract --ray``, which shows one bar of
+    documents, its own warnings, and a failed run as one ``Error:`` line (:class:`DistributedError`):
+    Ray Data's per-operator bars, execution plan and INFO lines (printed every few seconds when
+    stderr is not a terminal), a local cluster's start-up note, and the reports of failed worker
+    tasks that Ray prints to stdout, traceback included, of which one line each is logged.
+    Ray's log files under ``/tmp/ray/session_*/logs`` keep everything."""
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):  # the console; its file handler is not one
+            handler.setLevel(logging.CRITICAL)
+    # "Token authentication is enabled for this Ray cluster": a note, on every local start
+    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    with contextlib.redirect_stdout(_RayReports()):
+        yield
+
+
+class _RayReports(io.TextIOBase):
+    """Where the driver's stdout goes during a run: Ray prints there, from a thread of its own,
+    what its workers report (``(raylet) Task … failed … will be retried. Error: Traceback …``).
+    Each report's first line is logged, up to its error; the traceback is left out."""
+
+    _REPORT = re.compile(r"^(?:\x1b\[[0-9;]*m)?\((?:raylet|[^)]*pid=)[^)]*\)")
+    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+    def __init__(self) -> None:
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            if self._REPORT.match(line):
+                logger.info("ray: %s", self._ANSI.sub("", line).split(" Error: ", 1)[0])
+        return len(text)
 
 
 def run_on_ray(address: str | None, run, *args, **kwargs):

@@ -66,5 +66,9 @@ class ProviderUnavailable(UnerError):
     """An ONNX Runtime execution provider was asked for but this install cannot run it."""
 
 
+class DistributedError(UnerError):
+    """A run on Ray failed on the cluster: a worker could not load the model, or Ray itself failed."""
+
+
 class IntegrityError(UnerError):
     """A file does not match the size or sha256 its manifest records."""

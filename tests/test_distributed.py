@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,14 +17,16 @@ ray = pytest.importorskip("ray")
 
 from tests.conftest import crossner_texts  # noqa: E402
 from uner.cli import main as uner  # noqa: E402
+from uner.distributed_sink import PartWriter, done_ids, part_files  # noqa: E402
 
 LABELS = ["person", "location"]
+DOCUMENTS = 12
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ray-corpus")
-    texts = [text for text, _ in crossner_texts(4)][:12]
+    texts = [text for text, _ in crossner_texts(4)][:DOCUMENTS]
     for part in range(2):  # two files, read through a glob
         with (folder / f"docs-{part}.jsonl").open("w", encoding="utf-8") as sink:
             for index in range(part * 6, part * 6 + 6):
@@ -58,10 +60,24 @@ def local_ray():
 
 
 def _by_id(folder) -> dict:
-    rows = pq.read_table(folder).to_pylist()
+    rows = pq.read_table(part_files(folder)).to_pylist()
     ids = [row["id"] for row in rows]
     assert len(ids) == len(set(ids)), "a document written twice"
     return {row["id"]: row["entities"] for row in rows}
+
+
+def _ray_command(model, source, out, *extra: str) -> list[str]:
+    """``uner extract --ray`` in a process of its own, one document per part file."""
+    args = _extract_args(model, source, out)
+    return [sys.executable, "-m", "uner.cli", *args, "--ray", "--batch-size", "2", "--part-rows", "2", *extra]
+
+
+def _wait_for_a_part(process, out, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not part_files(out):
+        assert process.poll() is None, process.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, "no part file was committed"
+        time.sleep(0.05)
 
 
 def test_two_workers_write_what_one_process_writes_and_a_rerun_skips_them(
@@ -71,53 +87,81 @@ def test_two_workers_write_what_one_process_writes_and_a_rerun_skips_them(
 
     out = tmp_path / "out"
     model = str(uniner_smol_ggufs["q4_k_m"])
-    run = extract_files([str(corpus / "docs-*.jsonl")], out, model, LABELS, workers=2)
-    assert run.written == 12 and _by_id(out) == single_process
+    run = extract_files(
+        [str(corpus / "docs-*.jsonl")], out, model, LABELS, workers=2, batch_size=4, part_rows=5, part_seconds=1e6
+    )
+    assert (run.written, run.rejected) == (DOCUMENTS, 0) and _by_id(out) == single_process
+    assert len(part_files(out)) == 2  # batches of 4, a part once 5 or more are in: 8 + 4
     assert any(single_process.values())
     again = extract_files([str(corpus / "docs-*.jsonl")], out, model, LABELS, workers=2)
-    assert (again.written, again.skipped) == (0, 12) and _by_id(out) == single_process
+    assert (again.written, again.skipped) == (0, DOCUMENTS) and _by_id(out) == single_process
     with pytest.raises(Exception, match="labels and model"):
         extract_files([str(corpus / "docs-*.jsonl")], out, model, ["person"], workers=1)
 
 
-def test_an_interrupted_run_resumes_with_every_document_once(
+def test_unreadable_documents_and_reused_ids_are_counted_and_left_out(local_ray, uniner_smol_ggufs, tmp_path):
+    from uner.distributed import extract_files
+
+    source = tmp_path / "docs.jsonl"
+    rows = [{"id": "a", "text": "Barack Obama visited Paris."}, {"id": "b", "text": None}]
+    rows += [{"id": "a", "text": "Angela Merkel visited Rome."}, {"id": "c", "text": "Ada Lovelace lived in London."}]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "out"
+    run = extract_files([str(source)], out, str(uniner_smol_ggufs["q4_k_m"]), LABELS, output_format="jsonl")
+    assert (run.written, run.rejected) == (2, 2)
+    written = [json.loads(line) for path in part_files(out) for line in path.read_text().splitlines()]
+    assert sorted(row["id"] for row in written) == ["a", "c"]
+    first = {entity["text"] for entity in next(row for row in written if row["id"] == "a")["entities"]}
+    assert first and first <= {"Barack Obama", "Paris"}  # the first document with the id, not the second
+
+
+def test_a_model_no_worker_can_load_is_one_error_line(local_ray, corpus, tmp_path, capsys):
+    from uner.distributed import extract_files
+    from uner.errors import DistributedError
+
+    with pytest.raises(DistributedError, match="does not exist|not found") as error:
+        extract_files([str(corpus / "docs-0.jsonl")], tmp_path / "out", str(tmp_path / "missing.gguf"), LABELS)
+    assert "\n" not in str(error.value)
+    assert part_files(tmp_path / "out") == []
+
+
+def test_a_run_stopped_with_ctrl_c_keeps_its_parts_and_a_rerun_completes_it(
     local_ray, corpus, single_process, uniner_smol_ggufs, tmp_path
 ):
     from uner.distributed import extract_files
 
     out = tmp_path / "out"
     model = str(uniner_smol_ggufs["q4_k_m"])
-    first = extract_files([str(corpus / "docs-0.jsonl")], out, model, LABELS)  # the run stopped after one file
-    stale = out / ".staging-deadbeef"
-    stale.mkdir()
-    (stale / "part-deadbeef-00000-x.parquet").write_bytes(b"half a file")  # what a killed writer leaves
+    command = _ray_command(model, corpus / "docs-*.jsonl", out, "-q")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_a_part(process, out)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "Error: interrupted" in err and "Traceback" not in err
+    kept = done_ids(out)
+    assert 0 < len(kept) < DOCUMENTS, "the run was not stopped mid-way"
+    (out / ".part-0123456789ab-00007.parquet.1234.partial").write_bytes(b"half a part")  # a killed writer's
     rest = extract_files([str(corpus / "docs-*.jsonl")], out, model, LABELS)
-    assert (first.written, rest.written, rest.skipped) == (6, 6, 6)
-    assert _by_id(out) == single_process and not stale.exists()
+    assert (rest.written, rest.skipped) == (DOCUMENTS - len(kept), len(kept))
+    assert _by_id(out) == single_process and not list(out.glob(".part-*"))
 
 
 def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, single_process, uniner_smol_ggufs, tmp_path):
     out = tmp_path / "out"
-    source = corpus / "docs-*.jsonl"
-    command = [sys.executable, "-m", "uner.cli", *_extract_args(uniner_smol_ggufs["q4_k_m"], source, out)]
-    command += ["--ray", "--workers", "2"]
+    command = _ray_command(uniner_smol_ggufs["q4_k_m"], corpus / "docs-*.jsonl", out, "--workers", "2")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     killed = threading.Event()
 
     def kill_one_worker() -> None:
+        _wait_for_a_part(process, out)  # mid-run: some documents are done, the others are not
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
-            found = subprocess.run(
-                ["pgrep", "-f", "MapWorker\\(MapBatches\\(DocumentReader"], capture_output=True, text=True
-            )
-            for pid in found.stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:  # it ended between pgrep and the kill
-                    continue
+            busy = _busy_worker()  # one decoding a batch, not an idle one between batches
+            if busy is not None:
+                busy.kill()
                 killed.set()
                 return
-            time.sleep(0.1)
 
     killer = threading.Thread(target=kill_one_worker)
     killer.start()
@@ -125,4 +169,38 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(corpus, single_pro
     killer.join()
     assert killed.is_set(), "no worker process was found to kill"
     assert process.returncode == 0, err[-2000:]
-    assert _by_id(out) == {key: value for key, value in single_process.items()}
+    assert len(part_files(out)) > 1 and _by_id(out) == single_process
+
+
+def _busy_worker():
+    """A ``DocumentReader`` worker process decoding now (over half a core), or ``None``."""
+    import psutil
+
+    workers = [
+        p for p in psutil.process_iter(["cmdline"]) if "MapBatches(DocumentReader" in " ".join(p.info["cmdline"] or [])
+    ]
+    for worker in workers:
+        try:
+            if worker.cpu_percent(interval=0.2) > 50:
+                return worker
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def test_a_part_is_committed_by_size_by_age_and_when_the_run_stops(tmp_path):
+    now = [0.0]
+    rows = pa.table({"id": ["a", "b"], "entities": [[], []]})
+    with pytest.raises(KeyboardInterrupt), PartWriter(tmp_path, "parquet", 3, 10.0, clock=lambda: now[0]) as writer:
+        writer.add(rows)
+        assert part_files(tmp_path) == []  # 2 rows, young: still buffered
+        writer.add(rows)  # 4 >= 3 rows
+        assert len(part_files(tmp_path)) == 1
+        writer.add(rows.slice(0, 1))
+        now[0] = 11.0
+        writer.add(rows.slice(1, 1))  # 2 rows, but 11 s old
+        assert len(part_files(tmp_path)) == 2
+        writer.add(rows)
+        raise KeyboardInterrupt  # Ctrl-C: the 2 buffered rows are finished documents, kept
+    assert writer.written == 8 and len(part_files(tmp_path)) == 3
+    assert sorted(done_ids(tmp_path)) == sorted(["a", "b"] * 4) and not list(tmp_path.glob(".*"))
