@@ -230,7 +230,8 @@ def extract(
 
 
 def _run_on_ray(address, input, output, model, labels, workers, threads_per_worker, output_format, backend, options):
-    from uner.distributed import extract_files, quiet_ray, run_on_ray  # only here: nothing else imports Ray
+    from uner.distributed import extract_files  # only here: without --ray nothing imports Ray
+    from uner.distributed_session import quiet_ray, run_on_ray
 
     # the workers' threads are --threads-per-worker, and they always decode in batches
     options = {key: value for key, value in options.items() if key not in ("n_threads", "batched")}

@@ -15,24 +15,21 @@ Parquet or JSON-lines part files out, resumable and exactly-once (:mod:`uner.dis
 
 from __future__ import annotations
 
-import contextlib
-import glob
-import io
 import logging
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import ray
 
 from uner.checks import check_labels
 from uner.corpus import logs_beside
+from uner.distributed_inputs import count_documents, input_files, read_documents
+from uner.distributed_session import ray_error_message
 from uner.distributed_sink import PartWriter, check_folder, done_ids
-from uner.errors import DistributedError, InputError, UnerError
+from uner.errors import DistributedError, InputError
 from uner.inputs import make_document
 
 logger = logging.getLogger(__name__)
@@ -146,58 +143,6 @@ def extract_dataset(
     )
 
 
-def input_files(patterns: Sequence[str]) -> list[str]:
-    """Every file the patterns (paths or globs) name, in order, each once. A URI (``s3://…``,
-    ``gs://…``) goes to Ray as it is: the nodes read it, so it is not checked here."""
-    files: list[str] = []
-    for pattern in map(str, patterns):
-        if _is_uri(pattern):
-            files.append(pattern)
-            continue
-        found = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        if not found or not all(Path(f).is_file() for f in found):
-            raise InputError(f"expected input files, got {pattern}, which names none")
-        files += found
-    kinds = {_suffix(f) for f in files}
-    if not kinds <= {".jsonl", ".json", ".parquet"} or len(kinds) > 1 and ".parquet" in kinds:
-        raise InputError(f"expected .jsonl or .parquet files (one kind), got {', '.join(sorted(kinds))}")
-    return list(dict.fromkeys(files))
-
-
-def _is_uri(name: str) -> bool:
-    return "://" in name
-
-
-def _suffix(name: str) -> str:
-    return Path(name.split("://", 1)[-1]).suffix
-
-
-def count_documents(files: Sequence[str]) -> int | None:
-    """Documents in local ``files`` (lines of JSONL, rows of Parquet from its footer), for the
-    progress bar; ``None`` when a file is remote."""
-    if any(_is_uri(f) for f in files):
-        return None
-    total = 0
-    for name in files:
-        if _suffix(name) == ".parquet":
-            total += pq.ParquetFile(name).metadata.num_rows
-            continue
-        with open(name, "rb") as data:
-            total += sum(1 for line in data if line.strip())
-    return total
-
-
-#: reading and filtering files reserve no CPU: the workers reserve what they compute with, and a
-#: read task waiting for a CPU they hold would wait forever (2 workers x 1 thread on 2 CPUs did)
-_IO = {"num_cpus": 0}
-
-
-def read_documents(files: Sequence[str]) -> ray.data.Dataset:
-    if _suffix(files[0]) == ".parquet":
-        return ray.data.read_parquet(list(files), **_IO)
-    return ray.data.read_json(list(files), lines=True, **_IO)
-
-
 @dataclass
 class DistributedRun:
     """What :func:`extract_files` did: documents ``written`` now, ``skipped`` as already there,
@@ -252,7 +197,7 @@ def extract_files(
                 if bar is not None:
                     bar.update(batch.num_rows)
     except ray.exceptions.RayError as exc:
-        raise DistributedError(_cause(exc)) from exc
+        raise DistributedError(ray_error_message(exc)) from exc
     finally:
         run.written = writer.written
         if bar is not None:
@@ -281,83 +226,3 @@ def _progress_bar(files: Sequence[str], skipped: int):
 
     total = count_documents(files)
     return tqdm(total=total, initial=min(skipped, total or skipped), unit="doc", desc="extract", dynamic_ncols=True)
-
-
-def _cause(error: BaseException) -> str:
-    """One line for a Ray error: the message of our own error inside it when there is one (a
-    worker could not load the model), else the last line of the innermost error."""
-    for current in _chain(error):
-        if isinstance(current, UnerError):
-            return str(current)
-        # a worker's error often arrives only as the text of its traceback
-        found = re.findall(r"^uner\.errors\.\w+: (.+)$", str(current), flags=re.MULTILINE)
-        if found:
-            return found[-1]
-    innermost = _chain(error)[-1]
-    lines = [line.strip() for line in str(innermost).splitlines() if line.strip()]
-    return f"the Ray run failed: {lines[-1] if lines else type(innermost).__name__}"
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    """``error`` and its causes, outermost first."""
-    chain: list[BaseException] = []
-    while error is not None and all(error is not seen for seen in chain):
-        chain.append(error)
-        error = getattr(error, "cause", None) or error.__cause__
-    return chain
-
-
-@contextlib.contextmanager
-def quiet_ray() -> Iterator[None]:
-    """Ray's own reports off the console for ``uner extract --ray``, which shows one bar of
-    documents, its own warnings, and a failed run as one ``Error:`` line (:class:`DistributedError`):
-    Ray Data's per-operator bars, execution plan and INFO lines (printed every few seconds when
-    stderr is not a terminal), a local cluster's start-up note, and the reports of failed worker
-    tasks that Ray prints to stdout, traceback included, of which one line each is logged.
-    Ray's log files under ``/tmp/ray/session_*/logs`` keep everything."""
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False
-    context.print_on_execution_start = False
-    for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler):  # the console; its file handler is not one
-            handler.setLevel(logging.CRITICAL)
-    # "Token authentication is enabled for this Ray cluster": a note, on every local start
-    logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
-    with contextlib.redirect_stdout(_RayReports()):
-        yield
-
-
-class _RayReports(io.TextIOBase):
-    """Where the driver's stdout goes during a run: Ray prints there, from a thread of its own,
-    what its workers report (``(raylet) Task … failed … will be retried. Error: Traceback …``).
-    Each report's first line is logged, up to its error; the traceback is left out."""
-
-    _REPORT = re.compile(r"^(?:\x1b\[[0-9;]*m)?\((?:raylet|[^)]*pid=)[^)]*\)")
-    _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-    def __init__(self) -> None:
-        self._pending = ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self._pending += text
-        *lines, self._pending = self._pending.split("\n")
-        for line in lines:
-            if self._REPORT.match(line):
-                logger.info("ray: %s", self._ANSI.sub("", line).split(" Error: ", 1)[0])
-        return len(text)
-
-
-def run_on_ray(address: str | None, run, *args, **kwargs):
-    """``run(*args, **kwargs)`` on the Ray cluster at ``address`` (``None``: a local one on this
-    machine's cores, started and stopped here)."""
-    started_here = not ray.is_initialized()
-    if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        return run(*args, **kwargs)
-    finally:
-        if started_here:
-            ray.shutdown()

@@ -186,3 +186,22 @@ def test_bits_per_weight_of_a_torch_run_are_those_it_computes_with_not_those_sto
 
     assert _bits_per_weight(run("torch"), 100, is_reference=False) == 32.0  # a reference twin, a torch candidate
     assert _bits_per_weight(run("llamacpp"), 100, is_reference=False) == 16.0  # a file: what it stores
+
+
+def test_the_ray_bench_rates_modes_by_their_steady_rate_and_counts_identical_documents():
+    from uner.bench.ray_throughput import CPU_GROUPS, report, summarize
+
+    def run(wall: float, fixed: float, answers: dict) -> dict:
+        cpu = {group: 1.0 for group in CPU_GROUPS}
+        return {"wall_s": wall, "peak_pss_mb": 100.0, "cpu_s": cpu, "answers": answers, "group_pss_mb": cpu,
+                "fixed": {"wall_s": fixed, "peak_pss_mb": 50.0, "cpu_s": cpu}}  # fmt: skip
+
+    entity = {"label": "person", "text": "Ada", "start": 0, "end": 3}
+    results = {"single": run(12.0, 2.0, {"a": [], "b": [entity]}), "ray": run(7.0, 2.0, {"a": [], "b": []})}
+    single, ray_row = summarize(results, documents=12)
+    assert single["steady_documents_per_s"] == 1.0 and ray_row["steady_documents_per_s"] == 2.0
+    assert ray_row["steady_x_baseline"] == 2.0 and ray_row["identical_documents"] == 1
+    text = report([single, ray_row], {"model": "m", "documents": 12, "labels": ["person"], "data": ["d.json"],
+                                      "repeats": 1, "cpus": 2})  # fmt: skip
+    assert "| ray | 7.0 | 1.71 | 1.71 | 2.0 | 2.00 | 2.00 | 100 | 1/12 |" in text
+    assert "| ray | 1.0 | 1.0 | 1.0 | 1.0 | 29% | 1 | 1 | 1 | 1 |" in text  # 4 CPU s over 7 s x 2 cores

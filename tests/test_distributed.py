@@ -115,6 +115,26 @@ def test_unreadable_documents_and_reused_ids_are_counted_and_left_out(local_ray,
     assert first and first <= {"Barack Obama", "Paris"}  # the first document with the id, not the second
 
 
+def test_a_folder_of_parquet_files_named_by_uri_is_read_as_parquet(
+    local_ray, corpus, single_process, uniner_smol_ggufs, tmp_path
+):
+    from uner.distributed import extract_files
+    from uner.distributed_inputs import input_kind
+
+    folder = tmp_path / "parquet"
+    folder.mkdir()
+    for part in range(2):
+        rows = [json.loads(line) for line in (corpus / f"docs-{part}.jsonl").read_text().splitlines()[:2]]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"docs-{part}.parquet")
+    (folder / "_SUCCESS").write_text("")  # what Spark leaves beside its parts
+    assert input_kind([folder.as_uri()]) == ".parquet"
+    out = tmp_path / "out"
+    run = extract_files([folder.as_uri()], out, str(uniner_smol_ggufs["q4_k_m"]), LABELS)
+    assert run.written == 4 and _by_id(out) == {
+        key: single_process[key] for key in ("doc-0", "doc-1", "doc-6", "doc-7")
+    }
+
+
 def test_a_model_no_worker_can_load_is_one_error_line(local_ray, corpus, tmp_path, capsys):
     from uner.distributed import extract_files
     from uner.errors import DistributedError

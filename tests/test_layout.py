@@ -66,3 +66,12 @@ def test_one_import_name_is_declared_for_the_wheel():
     setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert all(name == "uner" or name.startswith("uner.") for name in setuptools["packages"])
     assert setuptools["package-dir"] == {**{v: k for k, v in FOLDERS.items()}, "uner.export_recipes": "export_recipes"}
+
+
+def test_uner_extract_runs_where_ray_cannot_be_imported():
+    import subprocess
+    import sys
+
+    blocked = "import sys; sys.modules['ray'] = None; from uner.cli import main; main(['extract', '--help'])"
+    done = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True)
+    assert done.returncode == 0 and "--ray" in done.stdout, done.stderr[-2000:]
