@@ -80,12 +80,13 @@ def extract(
     text: Annotated[
         list[str] | None, typer.Option("--text", "-t", help="A text to read (repeatable).", show_default=False)
     ] = None,
-    input: Annotated[
-        Path | None,
+    input: Annotated[  # a str, not a Path: with --ray it may be a URI, which Path would mangle (s3:/…)
+        str | None,
         typer.Option(
             "--input",
             "-i",
-            help="File of texts: one per line, or .jsonl with 'text' (and 'id'); '-' for stdin.",
+            help="File of texts: one per line, or .jsonl with 'text' (and 'id'); '-' for stdin. With --ray: "
+            "files, a glob or a URI (s3://…).",
             show_default=False,
         ),
     ] = None,
@@ -205,6 +206,7 @@ def extract(
     }
     if provider is not ProviderChoice.auto:
         options["provider"] = provider.value
+    input_path = Path(input) if input is not None else None
     if on_ray:
         if input is None or output is None:
             raise InputError("expected --input files and an --output folder with --ray")
@@ -215,9 +217,9 @@ def extract(
                     output_format, backend, {**options, "batch_size": batch_size, "part_rows": part_rows})  # fmt: skip
         return
     if output is not None:
-        _corpus(model, input, output, label_list, backend, options, raw, quiet)
+        _corpus(model, input_path, output, label_list, backend, options, raw, quiet)
         return
-    texts = list(text or []) + (read_texts(input) if input is not None else [])
+    texts = list(text or []) + (read_texts(input_path) if input_path is not None else [])
     if not texts:
         raise InputError("expected a text (--text) or an input file (--input), got neither")
     with load(model, backend=backend.value, **options) as ner:
@@ -238,7 +240,7 @@ def _run_on_ray(address, input, output, model, labels, workers, threads_per_work
     reports = contextlib.nullcontext() if os.environ.get("UNER_DEBUG") == "1" else quiet_ray()
     with reports:
         done = run_on_ray(
-            address, extract_files, [str(input)], output, model, labels, workers, threads_per_worker, output_format,
+            address, extract_files, [input], output, model, labels, workers, threads_per_worker, output_format,
             backend=backend.value, **options,
         )  # fmt: skip
     logging.getLogger(__name__).info(

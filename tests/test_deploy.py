@@ -35,6 +35,7 @@ def test_the_kuberay_job_runs_a_valid_ray_extraction():
     job = yaml.safe_load((DEPLOY / "kuberay" / "rayjob.yaml").read_text())
     params = _parse_extract(job["spec"]["entrypoint"])
     assert params["on_ray"] and params["workers"] == 8 and params["threads_per_worker"] == 8
+    assert params["input"] == "s3://my-bucket/corpus/"  # as typed: a Path would make it s3:/my-bucket
     workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
     cpus = int(workers["rayStartParams"]["num-cpus"]) * workers["replicas"]
     assert cpus == params["workers"] * params["threads_per_worker"], "the workers would not all be placed"
