@@ -2,7 +2,8 @@
 
 ``POST /v1/extract`` answers what ``uner extract --json`` prints for the same texts; ``GET
 /health`` is 503 while the model loads; ``GET /v1/model``, ``GET /metrics`` (Prometheus text),
-``GET /docs`` (OpenAPI) and ``GET /`` (a page to try it, no CDN). Errors are one JSON object
+``GET /docs`` (the API, from ``/openapi.json``) and ``GET /`` (a page to try it); neither loads
+anything from elsewhere. Errors are one JSON object
 ``{"error": {"status", "message", "field"?}}``, never a traceback.
 """
 
@@ -34,6 +35,7 @@ from uner.hub import parse_variant_ref
 from uner.loading import load, resolve_model
 from uner.manifest import MANIFEST, read_manifest
 from uner.prompt import TEMPLATE
+from uner.server_docs import render_api_page
 from uner.server_metrics import HttpMetrics
 from uner.service import ExtractionService, LimitExceeded, Limits, ServiceBusy
 
@@ -160,6 +162,17 @@ def _validation_error(errors: list) -> JSONResponse:
     return _error(422, f"{where}: {first.get('msg')}", where)
 
 
+#: what ``/v1/extract`` answers besides 200, for ``/docs`` and ``/openapi.json`` (the body of
+#: each is ``{"error": {"status", "message", "field"?}}``)
+EXTRACT_ERRORS: dict = {
+    413: {"description": "The body, a text, the texts or the labels are over the server's limits (``field``)."},
+    422: {"description": "Malformed JSON, a wrong type, an unknown field or a text the model cannot read."},
+    503: {"description": "The model is still loading, or the queue is full: retry after ``Retry-After`` seconds."},
+    504: {"description": "No answer within the server's ``--timeout``: send fewer texts."},
+    500: {"description": "The engine failed (logged on the server)."},
+}
+
+
 def create_app(host: ModelHost, max_body_bytes: int | None = None) -> FastAPI:
     """The FastAPI application serving ``host``'s model."""
     metrics = HttpMetrics()
@@ -177,6 +190,8 @@ def create_app(host: ModelHost, max_body_bytes: int | None = None) -> FastAPI:
         title="uner serve",
         description="UniversalNER entity extraction: any entity type, one batched engine for every client.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI comes from a CDN: blank offline; /docs below is plain HTML
+        redoc_url=None,
     )
 
     @app.middleware("http")
@@ -202,7 +217,7 @@ def create_app(host: ModelHost, max_body_bytes: int | None = None) -> FastAPI:
 
     body_schema = {"content": {"application/json": {"schema": ExtractBody.model_json_schema()}}, "required": True}
 
-    @app.post("/v1/extract", openapi_extra={"requestBody": body_schema})
+    @app.post("/v1/extract", openapi_extra={"requestBody": body_schema}, responses=EXTRACT_ERRORS)
     async def extract(request: Request) -> Response:
         """Entities of ``labels`` in each text: ``{"results": [{"entities": [...]}, ...]}``."""
         # the body is JSON whatever its Content-Type says: `curl -d` sends form-urlencoded
@@ -257,6 +272,10 @@ def create_app(host: ModelHost, max_body_bytes: int | None = None) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
         return HTMLResponse(files("uner").joinpath("static/index.html").read_text(encoding="utf-8"))
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return HTMLResponse(render_api_page(app.openapi()))
 
     return app
 
