@@ -156,7 +156,10 @@ def extract(
     ray_address: Annotated[
         str | None,
         typer.Option(
-            "--ray-address", help="With --ray: the cluster (ray://head:10001); default a local one.", show_default=False
+            "--ray-address",
+            help="With --ray: the cluster (ray://head:10001, host:port, auto); default: $RAY_ADDRESS, a cluster "
+            "running on this machine, else one started for the run.",
+            show_default=False,
         ),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="With --ray: model-holding workers.")] = 1,

@@ -92,8 +92,9 @@ _AUTH_HINT = (
 
 
 def run_on_ray(address: str | None, run, *args, **kwargs):
-    """``run(*args, **kwargs)`` on the Ray cluster at ``address`` (``None``: a local one on this
-    machine's cores, started and stopped here)."""
+    """``run(*args, **kwargs)`` on the Ray cluster at ``address``. ``None`` is Ray's own choice:
+    ``$RAY_ADDRESS`` (set inside a Ray job), a cluster already running on this machine, else a
+    local one on this machine's cores, started and stopped here."""
     started_here = not ray.is_initialized()
     if started_here:
         try:
