@@ -2,7 +2,7 @@
 on a laptop or a cluster (extra ``uner-toolkit[ray]``).
 
 >>> import ray, uner.distributed as ud  # doctest: +SKIP
->>> ds = ray.data.read_json("corpus/")  # doctest: +SKIP
+>>> ds = ray.data.read_json("corpus/", num_cpus=0)  # the workers reserve the CPUs  # doctest: +SKIP
 >>> out = ud.extract_dataset(ds, model="org/name:q4_k_m", labels=["person"], workers=8)  # doctest: +SKIP
 >>> out.write_parquet("out/")  # doctest: +SKIP
 
@@ -101,6 +101,7 @@ def extract_dataset(
     *,
     done: Sequence = (),
     with_problems: bool = False,
+    check_headroom: bool = True,
     **options,
 ) -> ray.data.Dataset:
     """``ds``'s ``{id, text}`` rows as ``{id, entities: [{label, text, start, end}]}`` rows.
@@ -112,6 +113,9 @@ def extract_dataset(
         done: ids to leave out (documents already extracted).
         with_problems: keep the rows that cannot be read, with a ``problem`` column saying why
             (see :class:`DocumentReader`).
+        check_headroom: warn when the workers would reserve every CPU of the cluster: a step of
+            ``ds`` or after it that reserves one (Ray Data's reads and writes do by default) would
+            then wait forever. Read with ``num_cpus=0``, or leave a CPU free.
         **options: :func:`uner.load`'s decoding and backend options (``max_new_tokens``...).
     """
     labels = check_labels(labels)
@@ -120,6 +124,8 @@ def extract_dataset(
             f"expected workers, threads_per_worker and batch_size >= 1, got {workers}, {threads_per_worker}, "
             f"{batch_size}"
         )
+    if check_headroom:
+        _warn_without_headroom(workers * threads_per_worker)
     missing = {"id", "text"} - set(ds.columns() or [])
     if missing:
         raise InputError(f"expected rows with 'id' and 'text', got columns {ds.columns()}")
@@ -141,6 +147,18 @@ def extract_dataset(
         # no max_restarts / max_task_retries: Ray Data's defaults for an actor pool are already -1
         # (a killed worker comes back and its batches run again; tests/test_distributed.py kills one)
     )
+
+
+def _warn_without_headroom(reserved: int) -> None:
+    cpus = ray.cluster_resources().get("CPU", 0) if ray.is_initialized() else 0
+    if cpus and reserved >= cpus:
+        logger.warning(
+            "the workers reserve %d of the cluster's %g CPUs: a read or write that reserves one (Ray Data's "
+            "do by default) waits for ever; read with num_cpus=0 (ray.data.read_json(path, num_cpus=0)) or "
+            "use fewer workers or threads",
+            reserved,
+            cpus,
+        )
 
 
 @dataclass
@@ -183,9 +201,10 @@ def extract_files(
     check_folder(output, labels, str(model))
     done = done_ids(output)
     run = DistributedRun(skipped=len(done))
+    # no headroom needed: the reads reserve no CPU, and the driver writes
     extracted = extract_dataset(
         read_documents(files), model, labels, workers, threads_per_worker, batch_size,
-        done=done, with_problems=True, **options,
+        done=done, with_problems=True, check_headroom=False, **options,
     )  # fmt: skip
     bar = _progress_bar(files, run.skipped) if progress else None
     seen: set[str] = set()

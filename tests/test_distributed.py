@@ -135,6 +135,17 @@ def test_a_folder_of_parquet_files_named_by_uri_is_read_as_parquet(
     }
 
 
+def test_workers_that_would_hold_every_cpu_are_warned_about(local_ray, caplog):
+    from uner.distributed import extract_dataset
+
+    rows = ray.data.from_items([{"id": "a", "text": "Ada Lovelace lived in London."}])
+    with caplog.at_level("WARNING", logger="uner.distributed"):
+        extract_dataset(rows, "model.gguf", LABELS, workers=1)  # lazy: nothing runs, nothing loads
+        assert not caplog.records
+        extract_dataset(rows, "model.gguf", LABELS, workers=2)  # 2 of the 2 CPUs: a read would wait
+    assert "num_cpus=0" in caplog.text
+
+
 def test_a_model_no_worker_can_load_is_one_error_line(local_ray, corpus, tmp_path, capsys):
     from uner.distributed import extract_files
     from uner.errors import DistributedError
