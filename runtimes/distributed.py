@@ -26,7 +26,7 @@ import ray
 
 from uner.checks import check_labels
 from uner.corpus import logs_beside
-from uner.distributed_inputs import count_documents, input_files, read_documents
+from uner.distributed_inputs import count_documents, input_files, input_kind, read_documents
 from uner.distributed_session import ray_error_message
 from uner.distributed_sink import PartWriter, check_folder, done_ids
 from uner.errors import DistributedError, InputError
@@ -196,6 +196,7 @@ def extract_files(
     """
     labels = check_labels(labels)
     files = input_files(inputs)
+    kind = input_kind(files)  # once: a folder URI is listed through the network
     output = Path(output)
     writer = PartWriter(output, output_format, part_rows, part_seconds)  # checks the format before any work
     check_folder(output, labels, str(model))
@@ -203,7 +204,7 @@ def extract_files(
     run = DistributedRun(skipped=len(done))
     # no headroom needed: the reads reserve no CPU, and the driver writes
     extracted = extract_dataset(
-        read_documents(files), model, labels, workers, threads_per_worker, batch_size,
+        read_documents(files, kind), model, labels, workers, threads_per_worker, batch_size,
         done=done, with_problems=True, check_headroom=False, **options,
     )  # fmt: skip
     bar = _progress_bar(files, run.skipped) if progress else None

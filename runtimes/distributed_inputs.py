@@ -16,7 +16,8 @@ from uner.errors import InputError
 
 def input_files(patterns: Sequence[str]) -> list[str]:
     """Every file the patterns (paths or globs) name, in order, each once. A URI (``s3://…``,
-    ``gs://…``, ``file://…``) goes to Ray as it is, a file or a folder: the nodes read it."""
+    ``gs://…``, ``file://…``) goes to Ray as it is, a file or a folder: the nodes read it.
+    :func:`input_kind` tells what they hold."""
     files: list[str] = []
     for pattern in map(str, patterns):
         if _is_uri(pattern):
@@ -26,7 +27,6 @@ def input_files(patterns: Sequence[str]) -> list[str]:
         if not found or not all(Path(f).is_file() for f in found):
             raise InputError(f"expected input files, got {pattern}, which names none")
         files += found
-    input_kind(files)
     return list(dict.fromkeys(files))
 
 
@@ -79,7 +79,8 @@ def count_documents(files: Sequence[str]) -> int | None:
 _IO = {"num_cpus": 0}
 
 
-def read_documents(files: Sequence[str]) -> ray.data.Dataset:
-    if input_kind(files) == ".parquet":
+def read_documents(files: Sequence[str], kind: str) -> ray.data.Dataset:
+    """``files`` (of :func:`input_kind` ``kind``) as a dataset of their rows."""
+    if kind == ".parquet":
         return ray.data.read_parquet(list(files), **_IO)
     return ray.data.read_json(list(files), lines=True, **_IO)

@@ -21,14 +21,15 @@ logger = logging.getLogger(__name__)
 def ray_error_message(error: BaseException) -> str:
     """One line for a Ray error: the message of our own error inside it when there is one (a
     worker could not load the model), else the last line of the innermost error."""
-    for current in _chain(error):
+    chain = _chain(error)
+    for current in chain:
         if isinstance(current, UnerError):
             return str(current)
         # a worker's error often arrives only as the text of its traceback
         found = re.findall(r"^uner\.errors\.\w+: (.+)$", str(current), flags=re.MULTILINE)
         if found:
             return found[-1]
-    innermost = _chain(error)[-1]
+    innermost = chain[-1]
     lines = [line.strip() for line in str(innermost).splitlines() if line.strip()]
     return f"the Ray run failed: {lines[-1] if lines else type(innermost).__name__}"
 

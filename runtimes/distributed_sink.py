@@ -107,12 +107,12 @@ class PartWriter:
         return self
 
     def __exit__(self, exc_type, exc, traceback) -> None:
-        if exc is None:
+        try:  # a stopped run keeps its finished documents too
             self.commit()
-            return
-        try:  # keep the finished documents of a stopped run, without hiding why it stopped
-            self.commit()
-        except Exception as error:  # noqa: BLE001 - the original error is the one to report
+        except Exception as error:
+            if exc is None:
+                raise
+            # the error that stopped the run is the one to report
             logger.warning("could not commit the last %d documents: %s", self._buffered, error)
 
     def add(self, table: pa.Table) -> None:
