@@ -164,8 +164,8 @@ def _warn_without_headroom(reserved: int) -> None:
 @dataclass
 class DistributedRun:
     """What :func:`extract_files` did: documents ``written`` now, ``skipped`` as already there,
-    ``rejected`` as unreadable or as a second document with an id already used (each reported in
-    a warning)."""
+    ``rejected`` as unreadable or as a document whose id another one of the run already took
+    (the one the workers finished first; each reported in a warning)."""
 
     written: int = 0
     skipped: int = 0
@@ -231,7 +231,7 @@ def _report_problems(batch: pa.Table, seen: set[str], run: DistributedRun) -> pa
     keep = []
     for doc_id, problem in zip(batch.column("id").to_pylist(), batch.column(PROBLEM).to_pylist()):
         if problem is None and str(doc_id) in seen:
-            problem = "its id was used by an earlier document"
+            problem = "its id was already used by another document of this run"
         keep.append(problem is None)
         if problem is None:
             seen.add(str(doc_id))
